@@ -1,0 +1,54 @@
+"""The `emu` command: one subcommand per job; each package adds its own parsers."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from emu import EmuError, __version__
+
+# Each module here defines ``add_parsers(subparsers)``; the parsers set ``func``.
+SUBCOMMAND_MODULES = (
+    "emu.run_cli",
+    "emu.storage.cli",
+    "emu.integrity.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every subcommand that is installed)."""
+    parser = argparse.ArgumentParser(
+        prog="emu",
+        description="Cycle-level x86 emulator with a VMX-like monitor that validates guests from a VM-exit trap.",
+    )
+    parser.add_argument("--version", action="version", version=f"emu {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `emu` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EmuError as exc:
+        print(f"emu: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1

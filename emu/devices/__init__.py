@@ -1,0 +1,1 @@
+"""PC platform devices: port bus, PIC, PIT, PCI/PIIX3, ATA, bus-master IDE, debug ports, NIC."""
