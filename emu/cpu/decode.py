@@ -1,0 +1,39 @@
+"""Instruction boundaries of guest code (capstone), cached by the code bytes."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import capstone
+
+_CS = {32: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32),
+       16: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)}
+
+
+@lru_cache(maxsize=8192)
+def offsets(code: bytes, bits: int = 32) -> tuple[int, ...]:
+    """Start offsets of the instructions in ``code`` (stops at the first undecodable byte)."""
+    return tuple(insn[0] for insn in _CS[bits].disasm_lite(code, 0))
+
+
+@lru_cache(maxsize=8192)
+def first(code: bytes, bits: int = 32) -> tuple[int, str, str] | None:
+    """(length, mnemonic, operands) of the instruction at the start of ``code``, or None."""
+    for _addr, size, mnemonic, op_str in _CS[bits].disasm_lite(code, 0, 1):
+        return size, mnemonic, op_str
+    return None
+
+
+def index_of(code: bytes, offset: int, bits: int = 32) -> int:
+    """How many whole instructions of ``code`` start before ``offset``."""
+    n = 0
+    for start in offsets(code, bits):
+        if start >= offset:
+            break
+        n += 1
+    return n
+
+
+def last_mnemonic(code: bytes, bits: int = 32) -> str | None:
+    """Mnemonic of the last instruction of a block."""
+    insns = list(_CS[bits].disasm_lite(code, 0))
+    return insns[-1][2] if insns else None

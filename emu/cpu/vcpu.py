@@ -1,0 +1,375 @@
+"""One virtual CPU: a Unicorn x86 instance, guest RAM, and an exact instruction count.
+
+The count is kept by the C block hook of :mod:`emu.cpu.native`; this module
+corrects it whenever a run ends inside a block (an I/O hook that stops, a
+fault, a hypercall) by counting the instructions of the last block that did
+run, so :attr:`Vcpu.icount` is exact at every stop.  A run never passes its
+deadline: it stops before a block that would cross it and then runs the last
+few instructions with a one-shot exit address (``ctl_set_exits``).
+
+Virtual time is ``icount + idle``: while the CPU is halted the clock warps to
+the next timer (as QEMU's ``-icount`` does), and ``idle`` records the
+instructions' worth of time spent halted.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import mmap
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from unicorn import (UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR,
+                     UC_HOOK_MEM_UNMAPPED, UC_MODE_32, UC_PROT_ALL, UC_PROT_READ, UC_PROT_WRITE, Uc, UcError)
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import uclib
+
+from emu import EmuError
+from emu.cpu import decode, internals
+from emu.cpu.native import Counter
+
+PAGE = 0x1000
+MIB = 1024 * 1024
+
+REGS32 = {
+    "eax": X.UC_X86_REG_EAX, "ecx": X.UC_X86_REG_ECX, "edx": X.UC_X86_REG_EDX, "ebx": X.UC_X86_REG_EBX,
+    "esp": X.UC_X86_REG_ESP, "ebp": X.UC_X86_REG_EBP, "esi": X.UC_X86_REG_ESI, "edi": X.UC_X86_REG_EDI,
+    "eip": X.UC_X86_REG_EIP, "eflags": X.UC_X86_REG_EFLAGS,
+    "cs": X.UC_X86_REG_CS, "ss": X.UC_X86_REG_SS, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES,
+    "fs": X.UC_X86_REG_FS, "gs": X.UC_X86_REG_GS,
+    "cr0": X.UC_X86_REG_CR0, "cr2": X.UC_X86_REG_CR2, "cr3": X.UC_X86_REG_CR3, "cr4": X.UC_X86_REG_CR4,
+}
+GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+EFLAGS_IF = 1 << 9
+CR0_PE = 1
+CR0_PG = 1 << 31
+
+uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+uclib.uc_vmem_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+uclib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64)]
+
+
+class Stop(enum.Enum):
+    """Why :meth:`Vcpu.run` returned (like KVM_RUN's exit reasons)."""
+
+    DEADLINE = "deadline"      # the count reached the requested deadline
+    HLT = "hlt"                # the guest executed HLT
+    REQUEST = "request"        # a hook asked to stop (see Vcpu.stop_request)
+    SHUTDOWN = "shutdown"      # triple fault or an unrecoverable guest error
+
+
+class GuestMemoryError(Exception):
+    """A guest-virtual or guest-physical address that is not mapped."""
+
+
+@dataclass
+class Shutdown:
+    """Why the guest shut down (triple fault, fetch from unmapped memory, ...)."""
+
+    reason: str
+
+
+class Vcpu:
+    """A Unicorn x86 vCPU with ``mem_mib`` MiB of RAM at physical address 0."""
+
+    def __init__(self, mem_mib: int = 32):
+        if not 1 <= mem_mib <= 3072:
+            raise EmuError(f"memory size {mem_mib} MiB out of range (1-3072)")
+        self.offsets = internals.check()
+        self.mem_size = mem_mib * MIB
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        self.ram = mmap.mmap(-1, self.mem_size)
+        self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.ram))
+        self.uc.mem_map_ptr(0, self.mem_size, UC_PROT_ALL, self._ram_ptr)
+        self.ram_view = memoryview(self.ram)
+        self.uc.ctl_exits_enabled(True)
+        self.uc.ctl_set_exits([])
+        self.counter = Counter(self.uc)
+        self.st = self.counter.state
+        self.raw = internals.RawContext(self.uc)
+        self.idle = 0
+        self.stop_request: Optional[str] = None
+        self.shutdown: Optional[Shutdown] = None
+        self._uch = self.uc._uch
+        self._unassigned: set[int] = set()
+        # Handlers the machine (or the VMX layer) installs.
+        self.on_in: Callable[[int, int], int] = lambda port, size: (1 << (8 * size)) - 1
+        self.on_out: Callable[[int, int, int], None] = lambda port, size, value: None
+        self.on_interrupt: Callable[["Vcpu", int], None] = lambda cpu, intno: None
+        self.on_invalid: Callable[["Vcpu"], bool] = lambda cpu: False
+        self.uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
+        self.uc.hook_add(UC_HOOK_INSN, self._hook_out, None, 1, 0, X.UC_X86_INS_OUT)
+        self.uc.hook_add(UC_HOOK_INTR, self._hook_intr)
+        self.uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid)
+        self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)
+
+    # --- registers --------------------------------------------------------
+    def reg(self, name: str) -> int:
+        """Read a register by its lower-case name (eax … gs, cr0 … cr4)."""
+        return self.uc.reg_read(REGS32[name])
+
+    def set_reg(self, name: str, value: int) -> None:
+        """Write a register by name."""
+        self.uc.reg_write(REGS32[name], value)
+
+    def regs(self) -> dict[str, int]:
+        """Snapshot of the general registers, EIP, EFLAGS and segment selectors."""
+        return {name: self.uc.reg_read(REGS32[name]) for name in (*GPRS, "eip", "eflags", "cs", "ss", "ds", "es", "fs", "gs")}
+
+    def descriptor_table(self, name: str) -> tuple[int, int]:
+        """(base, limit) of ``gdtr`` or ``idtr``."""
+        reg = X.UC_X86_REG_GDTR if name == "gdtr" else X.UC_X86_REG_IDTR
+        _sel, base, limit, _flags = self.uc.reg_read(reg)
+        return base, limit
+
+    def task_register(self) -> tuple[int, int, int]:
+        """(selector, base, limit) of TR."""
+        sel, base, limit, _flags = self.uc.reg_read(X.UC_X86_REG_TR)
+        return sel, base, limit
+
+    def context(self) -> internals.RawContext:
+        """The saved CPU context, refreshed now (hflags, exception info, segment caches)."""
+        return self.raw.refresh()
+
+    @property
+    def cpl(self) -> int:
+        """Current privilege level (from hflags)."""
+        return self.context().u32(self.offsets.hflags) & 3
+
+    @property
+    def interrupt_shadow(self) -> bool:
+        """True for the instruction after STI or MOV SS (interrupts blocked)."""
+        return bool(self.context().u32(self.offsets.hflags) & internals.HF_INHIBIT_IRQ)
+
+    @property
+    def protected(self) -> bool:
+        """CR0.PE."""
+        return bool(self.reg("cr0") & CR0_PE)
+
+    def code_bits(self) -> int:
+        """16 or 32: the default operand size of the current code segment."""
+        return 32 if self.context().u32(self.offsets.cs_flags) >> 22 & 1 else 16
+
+    def linear_pc(self) -> int:
+        """CS.base + EIP."""
+        return (self.context().u64(self.offsets.cs_base) + self.reg("eip")) & 0xFFFFFFFF
+
+    # --- memory -----------------------------------------------------------
+    def read_phys(self, addr: int, size: int) -> bytes:
+        """Guest-physical read from RAM."""
+        if addr < 0 or addr + size > self.mem_size:
+            raise GuestMemoryError(f"physical {addr:#x}+{size} outside RAM")
+        return bytes(self.ram_view[addr:addr + size])
+
+    def write_phys(self, addr: int, data: bytes) -> None:
+        """Guest-physical write to RAM; translated code over it is dropped."""
+        if addr < 0 or addr + len(data) > self.mem_size:
+            raise GuestMemoryError(f"physical {addr:#x}+{len(data)} outside RAM")
+        self.ram_view[addr:addr + len(data)] = data
+        self.uc.ctl_remove_cache(addr, addr + max(len(data), 1))
+
+    def contains(self, addr: int, size: int) -> bool:
+        """True when [addr, addr+size) is guest RAM (the DMA view)."""
+        return 0 <= addr and addr + size <= self.mem_size
+
+    def read_virt(self, addr: int, size: int) -> bytes:
+        """Read guest-virtual (linear) memory through the guest's page tables."""
+        buf = ctypes.create_string_buffer(size)
+        if uclib.uc_vmem_read(self._uch, addr & 0xFFFFFFFF, UC_PROT_READ, buf, size) != 0:
+            raise GuestMemoryError(f"linear {addr:#x}+{size} not mapped")
+        return buf.raw
+
+    def write_virt(self, addr: int, data: bytes) -> None:
+        """Write guest-virtual (linear) memory through the guest's page tables."""
+        buf = ctypes.create_string_buffer(data, len(data))
+        if uclib.uc_vmem_write(self._uch, addr & 0xFFFFFFFF, UC_PROT_WRITE, buf, len(data)) != 0:
+            raise GuestMemoryError(f"linear {addr:#x}+{len(data)} not mapped")
+
+    def translate(self, addr: int) -> int:
+        """Guest-linear → guest-physical (identity when paging is off)."""
+        out = ctypes.c_uint64()
+        if uclib.uc_vmem_translate(self._uch, addr & 0xFFFFFFFF, UC_PROT_READ, ctypes.byref(out)) != 0:
+            raise GuestMemoryError(f"linear {addr:#x} not mapped")
+        return out.value
+
+    # --- the instruction count -------------------------------------------
+    @property
+    def icount(self) -> int:
+        """Exact number of guest instructions retired (valid between runs and in hooks after sync)."""
+        return self.st.count
+
+    @property
+    def vtime(self) -> int:
+        """Virtual time in instructions: retired plus time spent halted."""
+        return self.st.count + self.idle
+
+    def _block_code(self) -> Optional[bytes]:
+        st = self.st
+        if not st.block_size:
+            return None
+        try:
+            return self.read_virt(st.block_addr, st.block_size)
+        except GuestMemoryError:
+            return None
+
+    def exact_icount_at(self, linear_pc: int) -> int:
+        """The count with the current block's instructions before ``linear_pc`` retired (hooks use it)."""
+        st = self.st
+        start = st.block_addr
+        if st.block_size and start <= linear_pc <= start + st.block_size:
+            code = self._block_code()
+            if code is not None:
+                return st.block_entry + decode.index_of(code, linear_pc - start, self.code_bits())
+        return st.count
+
+    def sync_icount(self) -> int:
+        """Make the count exact at the current EIP (the block's rest has not run); returns it."""
+        st = self.st
+        if st.block_size:
+            st.count = self.exact_icount_at(self.linear_pc())
+            st.block_size = 0
+        return st.count
+
+    # --- hooks ------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Ask the current run to end after this instruction (from a hook)."""
+        self.stop_request = reason
+        self.uc.emu_stop()
+
+    def _hook_in(self, uc, port, size, _user):
+        try:
+            return self.on_in(port, size)
+        except Exception as exc:  # a device bug must not leave garbage in EAX silently
+            self._hook_error = exc
+            self.request_stop("error")
+            return 0
+
+    def _hook_out(self, uc, port, size, value, _user):
+        try:
+            self.on_out(port, size, value)
+        except Exception as exc:
+            self._hook_error = exc
+            self.request_stop("error")
+
+    def _hook_intr(self, uc, intno, _user):
+        raw = self.raw.refresh()
+        raw.set_i32(self.offsets.old_exception, -1)
+        raw.restore()
+        try:
+            self.on_interrupt(self, intno)
+        except Exception as exc:
+            self._hook_error = exc
+            self.request_stop("error")
+
+    def _hook_invalid(self, uc, _user):
+        try:
+            return bool(self.on_invalid(self))
+        except Exception as exc:
+            self._hook_error = exc
+            self.request_stop("error")
+            return True
+
+    def _hook_unmapped(self, uc, access, address, size, value, _user):
+        # Unassigned physical memory: reads give all-ones and writes are dropped (a PC bus).
+        if access == 20 or access == 21:  # UC_MEM_FETCH_UNMAPPED / UC_MEM_FETCH_PROT never map code
+            return False
+        page = address & ~(PAGE - 1)
+        if page >= 0x1_0000_0000 or len(self._unassigned) > 4096:
+            return False
+        self._unassigned.add(page)
+        self.uc.mmio_map(page, PAGE, lambda *_: 0xFFFFFFFF, None, lambda *_: None, None)
+        return True
+
+    # --- running ----------------------------------------------------------
+    def run(self, deadline: int) -> Stop:
+        """Run until virtual time ``deadline`` (in instructions), a HLT, a stop request or shutdown."""
+        st = self.st
+        self.stop_request = None
+        self._hook_error: Optional[BaseException] = None
+        target = deadline - self.idle
+        if st.count >= target:
+            return Stop.DEADLINE
+        st.deadline = target
+        st.deadline_hit = 0
+        st.block_size = 0
+        start = self.linear_pc()
+        try:
+            self.uc.emu_start(start, 0)
+        except UcError as exc:
+            self.sync_icount()
+            return self._fatal(f"{exc} at {self.linear_pc():#010x}")
+        if self._hook_error is not None:
+            raise self._hook_error
+        if self.shutdown is not None:
+            return Stop.SHUTDOWN
+        if st.deadline_hit:
+            if self.stop_request:
+                return Stop.REQUEST
+            if st.count < target:
+                return self._finish_exact(target)
+            return Stop.DEADLINE
+        self.sync_icount()
+        if self.stop_request:
+            return Stop.REQUEST
+        if self._after_hlt():
+            return Stop.HLT
+        self.stop_request = "unexplained stop"
+        return Stop.REQUEST
+
+    def _after_hlt(self) -> bool:
+        try:
+            return self.read_virt(self.linear_pc() - 1, 1) == b"\xf4"
+        except GuestMemoryError:
+            return False
+
+    def _finish_exact(self, target: int) -> Stop:
+        """Run the last ``target - count`` (< one block) instructions with a one-shot exit."""
+        st = self.st
+        pc = self.linear_pc()
+        pc_tb = self.uc.ctl_request_cache(pc)
+        try:
+            code = self.read_virt(pc, max(pc_tb.size, 16))
+        except GuestMemoryError:
+            return Stop.DEADLINE
+        starts = decode.offsets(code, self.code_bits())
+        n = target - st.count
+        if n >= len(starts):
+            return Stop.DEADLINE
+        exit_at = pc + starts[n]
+        self.uc.ctl_set_exits([exit_at])
+        self.uc.ctl_remove_cache(pc, exit_at + 1)
+        st.deadline = target
+        st.deadline_hit = 0
+        st.block_size = 0
+        try:
+            self.uc.emu_start(pc, 0)
+        except UcError as exc:
+            self.sync_icount()
+            return self._fatal(f"{exc} at {self.linear_pc():#010x}")
+        finally:
+            self.uc.ctl_set_exits([])
+            self.uc.ctl_remove_cache(pc, exit_at + 1)
+        if self._hook_error is not None:
+            raise self._hook_error
+        if self.shutdown is not None:
+            return Stop.SHUTDOWN
+        self.sync_icount()
+        if self.stop_request:
+            return Stop.REQUEST
+        return Stop.DEADLINE
+
+    def _fatal(self, reason: str) -> Stop:
+        self.shutdown = Shutdown(reason)
+        return Stop.SHUTDOWN
+
+    def triple_fault(self, reason: str = "triple fault") -> None:
+        """Shut the guest down (from a hook); the run ends."""
+        self.shutdown = Shutdown(reason)
+        self.uc.emu_stop()
+
+    def flush_code(self) -> None:
+        """Drop all translated code (after the host rewrote guest code)."""
+        self.uc.ctl_flush_tb()
+        self.counter.flush()
+

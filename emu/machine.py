@@ -1,0 +1,275 @@
+"""One guest: RAM + vCPU + clock + port bus + devices + disks, wired like QEMU's ``pc`` machine.
+
+The run loop (``Machine.run``) alternates Unicorn runs and Python work: it
+never lets the vCPU run past the next timer, delivers external interrupts at
+instruction boundaries when IF=1 and no STI/MOV-SS shadow blocks them, warps
+the clock over HLT, and ends on the debug-exit port, a shutdown, or the
+instruction budget.
+"""
+from __future__ import annotations
+
+import enum
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from emu.boot import multiboot
+from emu.clock import Clock, ClockSpec
+from emu.cpu import interrupts
+from emu.cpu.interrupts import Event, EventKind
+from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
+from emu.devices.bus import PortBus
+from emu.devices.debugport import DebugConsole, DebugExit
+
+# Flat GDT like QEMU's multiboot option ROM leaves: 0x10 code, 0x18 data.
+BOOT_GDT_ADDR = 0x500
+BOOT_GDT = bytes(16) + bytes.fromhex("ffff0000009acf00") + bytes.fromhex("ffff00000092cf00")
+BOOT_CS, BOOT_DS = 0x10, 0x18
+ENTRY_EFLAGS = 0x6
+ENTRY_CR0 = 0x11
+
+WINDOW_POLL = 64   # instructions between checks of IF while an interrupt waits (see DESIGN notes)
+
+
+class EndReason(enum.Enum):
+    """How a run ended."""
+
+    DEBUG_EXIT = "debug-exit"
+    SHUTDOWN = "shutdown"
+    MAX_INSNS = "max-insns"
+    HALTED = "halted"
+    STOPPED = "stopped"
+
+
+EXIT_STATUS_MAX_INSNS = 124
+
+
+@dataclass
+class RunResult:
+    """Outcome of :meth:`Machine.run`."""
+
+    reason: EndReason
+    status: int
+    message: str
+    icount: int
+
+
+@dataclass
+class MachineConfig:
+    """What a Machine is built from."""
+
+    kernel: Optional[str] = None
+    cmdline: str = ""
+    mem_mib: int = 32
+    disks: list = field(default_factory=list)
+    disks_read_only: bool = False
+    exits_log: Optional[str] = None
+    clock: ClockSpec = field(default_factory=ClockSpec)
+    name: str = "guest"
+
+
+class Machine:
+    """A PC: vCPU, RAM, clock, port bus and devices."""
+
+    def __init__(self, config: MachineConfig = MachineConfig(), console: Optional[Callable[[int], None]] = None):
+        self.config = config
+        self.name = config.name
+        self.cpu = Vcpu(config.mem_mib)
+        self.clock = Clock(config.clock, lambda: self.cpu.vtime)
+        self.bus = PortBus()
+        self.console_bytes = bytearray()
+        self.console_icounts: Optional[list[int]] = None
+        self._console_sink = console or _stdout_byte
+        self.debugcon = DebugConsole(self._on_console)
+        self.debug_exit = DebugExit(self._on_debug_exit)
+        self.devices: dict[str, object] = {}
+        for dev in (self.debugcon, self.debug_exit):
+            self.add_device(dev)
+        self.pic = None  # an interrupt controller with .intr and .acknowledge() (emu.devices.pic)
+        self.end: Optional[RunResult] = None
+        self.cpu.on_in = self.bus.read
+        self.cpu.on_out = self._out
+        self.cpu.on_interrupt = self._on_cpu_exception
+        self.cpu.on_invalid = self._on_invalid
+        self.hypercalls: dict[int, Callable[["Machine"], int]] = {}
+        self.boot_info: Optional[multiboot.BootInfo] = None
+        self._closers: list[Callable[[], None]] = []
+        if config.kernel:
+            self.load_kernel(config.kernel, config.cmdline)
+
+    # --- wiring -----------------------------------------------------------
+    def add_device(self, dev) -> None:
+        """Register a device and map its declared ports (``dev.PORTS``)."""
+        self.devices[dev.name] = dev
+        for base, count in getattr(dev, "PORTS", ()):
+            self.bus.map(base, count, dev.io_read, dev.io_write, dev.name)
+
+    def _out(self, port: int, size: int, value: int) -> None:
+        self.bus.write(port, size, value)
+        if self.end is not None:
+            self.cpu.request_stop("end")
+        elif self.pic is not None and self.pic.intr and self.cpu.reg("eflags") & EFLAGS_IF:
+            self.cpu.request_stop("interrupt")
+
+    def _on_console(self, byte: int) -> None:
+        self.console_bytes.append(byte)
+        if self.console_icounts is not None:
+            self.console_icounts.append(self.cpu.exact_icount_at(self.cpu.linear_pc()))
+        self._console_sink(byte)
+
+    def _on_debug_exit(self, value: int) -> None:
+        status = self.debug_exit.status
+        self.end = RunResult(EndReason.DEBUG_EXIT, status, f"debug exit {value:#x} (status {status})", 0)
+
+    # --- boot ---------------------------------------------------------------
+    def load_kernel(self, path: str | Path, cmdline: str = "") -> multiboot.BootInfo:
+        """Load a multiboot kernel and set the entry state QEMU's ``-kernel`` leaves."""
+        cpu = self.cpu
+        kernel = multiboot.parse(path, cpu.mem_size)
+        for seg in kernel.segments:
+            cpu.write_phys(seg.paddr, seg.data + bytes(seg.memsz - len(seg.data)))
+        mbi_addr, page, line = multiboot.build_info(kernel, cpu.mem_size, cmdline)
+        cpu.write_phys(mbi_addr, page)
+        cpu.write_phys(BOOT_GDT_ADDR, BOOT_GDT)
+        from unicorn import x86_const as X
+        cpu.uc.reg_write(X.UC_X86_REG_GDTR, (0, BOOT_GDT_ADDR, len(BOOT_GDT) - 1, 0))
+        cpu.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0x3FF, 0))
+        cpu.set_reg("cr0", ENTRY_CR0)
+        cpu.set_reg("cs", BOOT_CS)
+        for seg in ("ss", "ds", "es", "fs", "gs"):
+            cpu.set_reg(seg, BOOT_DS)
+        cpu.set_reg("eflags", ENTRY_EFLAGS)
+        for reg in ("ecx", "edx", "esi", "edi", "ebp", "esp"):
+            cpu.set_reg(reg, 0)
+        cpu.set_reg("eax", multiboot.BOOTLOADER_MAGIC)
+        cpu.set_reg("ebx", mbi_addr)
+        cpu.set_reg("eip", kernel.entry)
+        self.boot_info = multiboot.BootInfo(kernel.entry, mbi_addr, line)
+        return self.boot_info
+
+    # --- events from the vCPU ----------------------------------------------
+    def _on_cpu_exception(self, cpu: Vcpu, intno: int) -> None:
+        cpu.sync_icount()
+        raw = cpu.raw
+        off = cpu.offsets
+        if raw.u32(off.is_soft_int):
+            eip = cpu.reg("eip")
+            opcode = cpu.read_virt(cpu.linear_pc() - 1, 1)[0] if intno in (3, 4) else 0
+            kind = EventKind.SOFTWARE_EXCEPTION if opcode in (0xCC, 0xCE) else EventKind.SOFTWARE_INTERRUPT
+            event = Event(intno, kind, None, eip)
+        else:
+            error = raw.u32(off.error_code) if intno in interrupts.HAS_ERROR_CODE else None
+            event = Event(intno, EventKind.HARDWARE_EXCEPTION, error, cpu.reg("eip"))
+        self.deliver(event)
+
+    def _on_invalid(self, cpu: Vcpu) -> bool:
+        """#UD-class instructions: VMCALL is the hypercall; everything else raises #UD."""
+        cpu.sync_icount()
+        pc = cpu.linear_pc()
+        try:
+            code = cpu.read_virt(pc, 3)
+        except Exception:
+            code = b""
+        if code == b"\x0f\x01\xc1" and self.vmcall():
+            cpu.set_reg("eip", cpu.reg("eip") + 3)
+            cpu.st.count += 1
+            return True
+        self.deliver(Event(interrupts.UD, EventKind.HARDWARE_EXCEPTION, None, cpu.reg("eip")))
+        return True
+
+    def vmcall(self) -> bool:
+        """Handle a hypercall (EAX = leaf); True when handled (result in EAX)."""
+        leaf = self.cpu.reg("eax")
+        handler = self.hypercalls.get(leaf)
+        result = handler(self) if handler else -38  # -ENOSYS
+        self.cpu.set_reg("eax", result & 0xFFFFFFFF)
+        return True
+
+    def deliver(self, event: Event) -> None:
+        """Deliver an interrupt or exception to the guest; a triple fault shuts it down."""
+        reason = interrupts.deliver(self.cpu, event)
+        if reason:
+            self.cpu.triple_fault(reason)
+
+    # --- the run loop ----------------------------------------------------------
+    def _interrupt_window_open(self) -> bool:
+        cpu = self.cpu
+        return bool(cpu.reg("eflags") & EFLAGS_IF) and not cpu.interrupt_shadow
+
+    def _inject_external(self) -> None:
+        vector = self.pic.acknowledge()
+        self.deliver(Event(vector, EventKind.EXTERNAL, None, None))
+
+    def run(self, max_insns: Optional[int] = None) -> RunResult:
+        """Run until the guest exits, shuts down, halts for good, or ``max_insns`` retire."""
+        cpu = self.cpu
+        clock = self.clock
+        limit = None if max_insns is None else cpu.icount + max_insns
+        while self.end is None:
+            clock.run_due()
+            if self.end is not None:
+                break
+            pending = self.pic is not None and self.pic.intr
+            if pending and self._interrupt_window_open():
+                self._inject_external()
+                if cpu.shutdown:
+                    return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+                pending = self.pic.intr
+            deadline = clock.next_deadline()
+            if deadline is None:
+                deadline = 1 << 62
+            if limit is not None:
+                deadline = min(deadline, limit + cpu.idle)
+            if pending:
+                deadline = min(deadline, cpu.vtime + WINDOW_POLL)
+            stop = cpu.run(deadline)
+            if stop is Stop.SHUTDOWN:
+                return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+            if self.end is not None:
+                break
+            if limit is not None and cpu.icount >= limit:
+                return self._finish(EndReason.MAX_INSNS, EXIT_STATUS_MAX_INSNS,
+                                    f"instruction limit reached ({max_insns} instructions)")
+            if stop is Stop.HLT:
+                if not self._halt():
+                    return self._finish(EndReason.HALTED, 0, "guest halted with interrupts disabled" if not
+                                        cpu.reg("eflags") & EFLAGS_IF else "guest halted with no interrupt to come")
+            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", None):
+                if cpu.stop_request == "unexplained stop":
+                    return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
+        return self._finish(self.end.reason, self.end.status, self.end.message)
+
+    def _halt(self) -> bool:
+        """HLT: warp virtual time to the next event that can wake the CPU; False if none can."""
+        cpu = self.cpu
+        clock = self.clock
+        while True:
+            if self.pic is not None and self.pic.intr and cpu.reg("eflags") & EFLAGS_IF:
+                return True
+            if self.end is not None:
+                return True
+            if not cpu.reg("eflags") & EFLAGS_IF:
+                return False
+            deadline = clock.next_deadline()
+            if deadline is None:
+                return False
+            if deadline > cpu.vtime:
+                cpu.idle += deadline - cpu.vtime
+            clock.run_due()
+
+    def close(self) -> None:
+        """Flush disks and logs (the run is over)."""
+        for closer in self._closers:
+            closer()
+        self._closers.clear()
+
+    def _finish(self, reason: EndReason, status: int, message: str) -> RunResult:
+        result = RunResult(reason, status, message, self.cpu.icount)
+        self.end = result
+        return result
+
+
+def _stdout_byte(byte: int) -> None:
+    """Write one guest console byte to stdout, unchanged."""
+    sys.stdout.buffer.write(bytes((byte,)))

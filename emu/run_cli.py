@@ -1,0 +1,59 @@
+"""`emu run`: boot one multiboot kernel (DESIGN.md contract)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emu import EmuError
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def add_parsers(sub) -> None:
+    """Register `emu run`."""
+    p = sub.add_parser(
+        "run",
+        help="boot a multiboot kernel",
+        description="Boot a multiboot (v1) ELF kernel on an emulated PC, like qemu-system-i386 -kernel. "
+                    "Guest bytes written to port 0xE9 go to stdout unchanged; a write of v to port 0xF4 ends the "
+                    "run with exit status (v<<1)|1; a guest shutdown (triple fault, HLT with IF=0) ends it with "
+                    "status 0 and the reason on stderr; the instruction limit ends it with status 124; an "
+                    "unusable input ends it with status 2 and one line on stderr.",
+    )
+    p.add_argument("kernel", metavar="KERNEL", help="multiboot ELF32 kernel")
+    p.add_argument("--disk", action="append", default=[], metavar="IMG",
+                   help="raw disk image: the first is the primary master, then primary slave, secondary master, "
+                        "secondary slave")
+    p.add_argument("--disk-ro", action="store_true", help="open the disk images read-only (guest writes fail with ABRT)")
+    p.add_argument("--mem", type=_positive, default=32, metavar="MIB", help="guest RAM in MiB (default 32)")
+    p.add_argument("--max-insns", type=_positive, default=None, metavar="N",
+                   help="stop after N guest instructions (exit status 124)")
+    p.add_argument("--cmdline", default="", help="multiboot command line given to the kernel")
+    p.add_argument("--exits", metavar="FILE.jsonl", default=None, help="write one JSON object per VM exit")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    """Run the kernel; return the process exit status."""
+    from emu.machine import Machine, MachineConfig
+
+    if len(args.disk) > 4:
+        raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
+                                    disks_read_only=args.disk_ro, exits_log=args.exits))
+    try:
+        result = machine.run(max_insns=args.max_insns)
+    finally:
+        sys.stdout.flush()
+        machine.close()
+    if result.reason.value != "debug-exit":
+        print(f"emu: {result.message}", file=sys.stderr)
+    return result.status
