@@ -7,6 +7,7 @@
 #include "console.h"
 #include "desc.h"
 #include "pic.h"
+#include "pci.h"
 #include "multiboot.h"
 #include "string.h"
 
