@@ -222,6 +222,7 @@ class _Chip:
                 s.read_reg_select = bool(val & OCW3_RIS)
             if val & OCW3_ESMM:
                 s.special_mask = bool(val & OCW3_SMM)
+                self.update()  # QEMU re-evaluates only at the next event; the datasheet at once
         else:
             self._ocw2(val)
 
