@@ -45,6 +45,9 @@ class FakeTarget:
     port_writes: list[tuple[int, int]] = field(init=False, default_factory=list)
     break_ports: set[int] = field(init=False, default_factory=set)
     exited: Optional[int] = field(init=False, default=None)
+    budget_exhausted: bool = field(init=False, default=False)
+    spinning: threading.Event = field(init=False, default_factory=threading.Event)
+    """Set when guest 1 executes ``jmp $`` (eb fe) inside a continue: the moment to break in."""
 
     def __post_init__(self) -> None:
         self.memory = bytearray(self.mem_size)
@@ -141,7 +144,8 @@ class FakeTarget:
                         return ev
                 if stepping:
                     return StopEvent.trap(stepping[0])
-            raise AssertionError("fake target ran max_steps without stopping")
+            self.budget_exhausted = True  # a runaway guest stops like an interrupt (tests check the flag)
+            return StopEvent.interrupted(stepping[0] if stepping else order[0])
         finally:
             self.running.clear()
 
@@ -183,6 +187,8 @@ class FakeTarget:
                 r["eip"] = eip + 1
             elif op == 0xEB:
                 rel = int.from_bytes(self._fetch(eip + 1, 1), "little", signed=True)
+                if rel == -2 and tid == 1:
+                    self.spinning.set()
                 r["eip"] = (eip + 2 + rel) & 0xFFFFFFFF
             elif op in (0xA1, 0xA3):
                 addr = int.from_bytes(self._fetch(eip + 1, 4), "little")
