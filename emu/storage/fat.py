@@ -7,6 +7,7 @@
 - Directories are walked iteratively (no recursion); a directory reached twice is reported, not re-entered.
 - Long names (fatgen103 §7) are used only when ordinals and checksums are consistent; otherwise the 8.3
   name is used and a warning names the problem.
+- Dirty / hard-error flags (FAT[1]) are reported in ``dirty``, ``hard_error`` and ``notes``.
 - Anomalies go into ``FatVolume.warnings`` (volume-wide) and ``Entry.warnings`` / ``Entry.error``
   (per file); only a volume that cannot be read at all raises :class:`FatError`.
 """
@@ -147,6 +148,9 @@ class FatVolume:
     def __init__(self, source: SectorSource) -> None:
         self.source = source
         self.warnings: list[str] = []
+        """Anomalies: corruption that may hide or garble files."""
+        self.notes: list[str] = []
+        """Facts worth telling that are not corruption (dirty flag, small FAT32, ...)."""
         if source.sectors < 1:
             raise FatError("volume is empty (0 sectors)")
         sector0 = source.read(0, 1)
@@ -195,7 +199,7 @@ class FatVolume:
             # fewer than 65525 clusters and Linux and mtools read them as FAT32 (as the BPB layout says).
             self.fat_type = FatType.FAT32
             if self.cluster_count < 65525:
-                self.warnings.append(f"FAT32 volume with only {self.cluster_count} clusters "
+                self.notes.append(f"FAT32 volume with only {self.cluster_count} clusters "
                                      "(fatgen103 would call it FAT12/16); read as FAT32 like Linux and mtools")
         elif self.cluster_count < 4085:
             self.fat_type = FatType.FAT12
@@ -235,9 +239,9 @@ class FatVolume:
         self.fat = self._load_fat()
         self.dirty, self.hard_error = self._volume_flags()
         if self.dirty:
-            self.warnings.append("volume is dirty (not cleanly unmounted)")
+            self.notes.append("volume is dirty (not cleanly unmounted, or mounted now)")
         if self.hard_error:
-            self.warnings.append("volume has the hard-error flag set (I/O errors on last mount)")
+            self.notes.append("volume has the hard-error flag set (I/O errors on last mount)")
         self.fsinfo = self._read_fsinfo()
         self._entries: Optional[list[Entry]] = None
         self._owner: dict[int, str] = {}

@@ -36,6 +36,7 @@ class OpenedVolume:
             "active_fat": fs.active_fat,
             "dirty": fs.dirty,
             "hard_error": fs.hard_error,
+            "notes": list(fs.notes),
         }
 
 
