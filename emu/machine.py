@@ -88,10 +88,12 @@ class Machine:
             self.add_device(dev)
         self.pic = None  # an interrupt controller with .intr and .acknowledge() (emu.devices.pic)
         self.end: Optional[RunResult] = None
-        self.cpu.on_in = self.bus.read
+        self.cpu.on_in = self._in
+        self._pending: Optional[tuple[Event, Optional[int]]] = None
         self.cpu.on_out = self._out
         self.cpu.on_interrupt = self._on_cpu_exception
         self.cpu.on_invalid = self._on_invalid
+        self.cpu.on_privileged = self._on_privileged
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {}
         self.boot_info: Optional[multiboot.BootInfo] = None
         self._closers: list[Callable[[], None]] = []
@@ -105,7 +107,36 @@ class Machine:
         for base, count in getattr(dev, "PORTS", ()):
             self.bus.map(base, count, dev.io_read, dev.io_write, dev.name)
 
+    def _in(self, port: int, size: int) -> int:
+        cpu = self.cpu
+        if not cpu.io_permitted(port, size):
+            self._fault_at_io(interrupts.GP, 0)
+            return cpu.reg("eax") & ((1 << (8 * size)) - 1)  # the IN completes: leave EAX as it was
+        return self.bus.read(port, size)
+
+    def _fault_at_io(self, vector: int, error_code: Optional[int]) -> None:
+        """Raise a fault at the I/O instruction a hook runs for (delivered once the run stops)."""
+        cpu = self.cpu
+        site = cpu.io_site
+        if site is None:
+            cpu.triple_fault("I/O fault at an instruction emu could not locate")
+            return
+        cs_base = cpu.context().u64(cpu.offsets.cs_base)
+        self._pending = (Event(vector, EventKind.HARDWARE_EXCEPTION, error_code, (site.pc - cs_base) & 0xFFFFFFFF),
+                         site.icount)
+        cpu.request_stop("event")
+
+    def _on_privileged(self, cpu: Vcpu, pc: int, length: int, mnemonic: str) -> None:
+        """Privileged instructions at CPL > 0 raise #GP(0) (SDM Vol. 3A §5.9); Unicorn does not check."""
+        if cpu.protected and cpu.cpl > 0 and mnemonic != "hlt":
+            self._pending = (Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")), None)
+            cpu.request_stop("event")
+
     def _out(self, port: int, size: int, value: int) -> None:
+        cpu = self.cpu
+        if not cpu.io_permitted(port, size):
+            self._fault_at_io(interrupts.GP, 0)
+            return
         self.bus.write(port, size, value)
         if self.end is not None:
             self.cpu.request_stop("end")
@@ -115,7 +146,7 @@ class Machine:
     def _on_console(self, byte: int) -> None:
         self.console_bytes.append(byte)
         if self.console_icounts is not None:
-            self.console_icounts.append(self.cpu.exact_icount_at(self.cpu.linear_pc()))
+            self.console_icounts.append(self.cpu.vtime)
         self._console_sink(byte)
 
     def _on_debug_exit(self, value: int) -> None:
@@ -136,6 +167,7 @@ class Machine:
         cpu.uc.reg_write(X.UC_X86_REG_GDTR, (0, BOOT_GDT_ADDR, len(BOOT_GDT) - 1, 0))
         cpu.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0x3FF, 0))
         cpu.set_reg("cr0", ENTRY_CR0)
+        cpu.set_reg("cr4", 0)
         cpu.set_reg("cs", BOOT_CS)
         for seg in ("ss", "ds", "es", "fs", "gs"):
             cpu.set_reg(seg, BOOT_DS)
@@ -156,8 +188,10 @@ class Machine:
         if raw.u32(off.is_soft_int):
             eip = cpu.reg("eip")
             opcode = cpu.read_virt(cpu.linear_pc() - 1, 1)[0] if intno in (3, 4) else 0
-            kind = EventKind.SOFTWARE_EXCEPTION if opcode in (0xCC, 0xCE) else EventKind.SOFTWARE_INTERRUPT
-            event = Event(intno, kind, None, eip)
+            if opcode in (0xCC, 0xCE):
+                event = Event(intno, EventKind.SOFTWARE_EXCEPTION, None, eip, eip - 1)
+            else:
+                event = Event(intno, EventKind.SOFTWARE_INTERRUPT, None, eip, eip - 2)
         else:
             error = raw.u32(off.error_code) if intno in interrupts.HAS_ERROR_CODE else None
             event = Event(intno, EventKind.HARDWARE_EXCEPTION, error, cpu.reg("eip"))
@@ -224,6 +258,18 @@ class Machine:
             if pending:
                 deadline = min(deadline, cpu.vtime + WINDOW_POLL)
             stop = cpu.run(deadline)
+            if self._pending is not None:
+                event, icount = self._pending
+                self._pending = None
+                if icount is not None:
+                    cpu.st.count = icount
+                    cpu.set_reg("eip", event.return_eip)
+                else:
+                    event = Event(event.vector, event.kind, event.error_code, cpu.reg("eip"))
+                self.deliver(event)
+                if cpu.shutdown:
+                    return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+                continue
             if stop is Stop.SHUTDOWN:
                 return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
             if self.end is not None:
@@ -235,7 +281,7 @@ class Machine:
                 if not self._halt():
                     return self._finish(EndReason.HALTED, 0, "guest halted with interrupts disabled" if not
                                         cpu.reg("eflags") & EFLAGS_IF else "guest halted with no interrupt to come")
-            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", None):
+            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", "event", None):
                 if cpu.stop_request == "unexplained stop":
                     return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
         return self._finish(self.end.reason, self.end.status, self.end.message)

@@ -40,9 +40,12 @@ struct icount_state {
     uint32_t stop_flag;    /* stop at the next block boundary (set from Python) */
     uint64_t blocks;       /* blocks entered (statistics) */
     uint64_t misses;       /* cache misses (statistics) */
+    uint32_t rescan;       /* the hook stopped the run: a new block got hooks, re-enter it */
+    uint32_t pending_stop; /* stop at the next stop-check hook (after an I/O instruction) */
     uc_ctl_fn ctl;
     uc_emu_stop_fn stop;
     struct entry *cache;
+    int (*new_block)(uint64_t addr, uint32_t size); /* Python: scan a new block; 1 = re-enter it */
 };
 
 size_t icount_state_size(void) { return sizeof(struct icount_state); }
@@ -93,7 +96,15 @@ static uint32_t lookup(struct icount_state *st, uc_engine *uc, uint64_t addr, ui
 
 void icount_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, struct icount_state *st)
 {
+    struct entry *e = &st->cache[(uint32_t)((addr ^ (addr >> 13)) & (CACHE_SIZE - 1))];
+    int fresh = !(e->addr == addr && e->size == size && e->icount);
     uint32_t n = lookup(st, uc, addr, size);
+    if (fresh && st->new_block && st->new_block(addr, size)) {
+        st->rescan = 1;
+        st->block_size = 0;
+        st->stop(uc);
+        return;
+    }
     if (st->stop_flag || st->count + n > st->deadline) {
         st->deadline_hit = 1;
         st->block_size = 0;
@@ -114,3 +125,16 @@ void icount_edge_hook(uc_engine *uc, uc_tb *cur, uc_tb *prev, struct icount_stat
     if (cur && cur->icount)
         icount_learn(st, cur->pc, cur->size, cur->icount);
 }
+
+/* UC_HOOK_CODE on the instruction after an I/O instruction: makes a stop requested by the
+ * I/O hook take effect right there (Unicorn checks for a stop after code hooks only). */
+void icount_stop_check_hook(uc_engine *uc, uint64_t addr, uint32_t size, struct icount_state *st)
+{
+    (void)addr; (void)size;
+    if (st->pending_stop) {
+        st->pending_stop = 0;
+        st->stop(uc);
+    }
+}
+
+void icount_set_new_block(struct icount_state *st, void *fn) { st->new_block = (int (*)(uint64_t, uint32_t))fn; }

@@ -37,3 +37,39 @@ def last_mnemonic(code: bytes, bits: int = 32) -> str | None:
     """Mnemonic of the last instruction of a block."""
     insns = list(_CS[bits].disasm_lite(code, 0))
     return insns[-1][2] if insns else None
+
+
+IO_MNEMONICS = frozenset({"in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd"})
+
+
+@lru_cache(maxsize=8192)
+def io_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, int], ...]:
+    """(offset, instruction index, length) of each IN/OUT/INS/OUTS instruction in a block."""
+    sites = []
+    for index, (start, size, mnemonic, _ops) in enumerate(_CS[bits].disasm_lite(code, 0)):
+        if mnemonic in IO_MNEMONICS:
+            sites.append((start, index, size))
+    return tuple(sites)
+
+
+PRIVILEGED = frozenset({"hlt", "lgdt", "lidt", "lldt", "ltr", "clts", "invd", "wbinvd", "invlpg", "rdmsr", "wrmsr",
+                        "lmsw"})
+
+
+@lru_cache(maxsize=8192)
+def sensitive_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, str, str], ...]:
+    """(offset, length, mnemonic, operands) of instructions the vCPU must watch in a block.
+
+    I/O instructions (a stop requested by their hook must take effect right after them), privileged
+    instructions and MOV to/from control and debug registers (CPL checks Unicorn does not make).
+    """
+    out = []
+    for start, size, mnemonic, ops in _CS[bits].disasm_lite(code, 0):
+        if mnemonic in IO_MNEMONICS or mnemonic in PRIVILEGED or \
+                (mnemonic == "mov" and _is_cr_or_dr(ops)):
+            out.append((start, size, mnemonic, ops))
+    return tuple(out)
+
+
+def _is_cr_or_dr(ops: str) -> bool:
+    return any(part.strip()[:2] in ("cr", "dr") and part.strip()[2:].isdigit() for part in ops.split(","))

@@ -29,6 +29,7 @@ UNICORN_VERSION = "2.1.4"
 class Offsets:
     """Byte offsets inside the saved context buffer (header included)."""
 
+    eflags: int = 176          # env->eflags (IOPL, IF, ...; arithmetic flags are lazy)
     hflags: int = 216          # bit 3 HF_INHIBIT_IRQ (STI / MOV SS shadow), bits 1:0 CPL
     cs_base: int = 256         # segs[R_CS].base (u64); segs[R_CS] starts at 248
     cs_flags: int = 268        # segs[R_CS].flags: bit 22 DESC_B (32-bit code)

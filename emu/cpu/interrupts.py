@@ -47,6 +47,7 @@ class Event:
     kind: EventKind
     error_code: Optional[int] = None
     return_eip: Optional[int] = None
+    insn_eip: Optional[int] = None   # start of the instruction (software events): faults in delivery return here
 
 
 class DeliveryFault(Exception):
@@ -84,7 +85,7 @@ def _segment_base(lo: int, hi: int) -> int:
 
 
 def _push32(cpu: Vcpu, ss_base: int, esp: int, values: list[int], width: int, stack_fault: int) -> int:
-    blob = b"".join(v.to_bytes(width, "little") for v in values)
+    blob = b"".join(v.to_bytes(width, "little") for v in reversed(values))  # last pushed is lowest
     esp = (esp - len(blob)) & 0xFFFFFFFF
     try:
         cpu.write_virt(ss_base + esp, blob)
@@ -203,8 +204,9 @@ def deliver(cpu: Vcpu, event: Event) -> Optional[str]:
             if first_bad and second_bad and not (current.vector in CONTRIBUTORY and fault.vector == PF):
                 current = Event(DF, EventKind.HARDWARE_EXCEPTION, 0, event.return_eip)
             else:
+                fault_eip = event.insn_eip if event.insn_eip is not None else event.return_eip
                 current = Event(fault.vector, EventKind.HARDWARE_EXCEPTION, fault.error_code,
-                                event.return_eip if event.kind == EventKind.HARDWARE_EXCEPTION else cpu.reg("eip"))
+                                cpu.reg("eip") if fault_eip is None else fault_eip)
                 if current.vector in CONTRIBUTORY or current.vector == PF:
                     # A contributory fault raised by a benign event's delivery: deliver it; if it faults too → #DF.
                     try:

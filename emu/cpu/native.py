@@ -17,7 +17,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_EDGE_GENERATED
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE
 from unicorn.unicorn_py3.unicorn import uclib
 
 from emu import EmuError
@@ -39,7 +39,12 @@ class IcountState(ctypes.Structure):
         ("stop_flag", ctypes.c_uint32),
         ("blocks", ctypes.c_uint64),
         ("misses", ctypes.c_uint64),
+        ("rescan", ctypes.c_uint32),
+        ("pending_stop", ctypes.c_uint32),
     ]
+
+
+NEW_BLOCK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32)
 
 
 def _cache_dir() -> Path:
@@ -75,6 +80,7 @@ def library() -> ctypes.CDLL:
     lib.icount_flush.argtypes = [ctypes.c_void_p]
     lib.icount_learn.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32]
     lib.icount_state_size.restype = ctypes.c_size_t
+    lib.icount_set_new_block.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     return lib
 
 
@@ -93,13 +99,28 @@ class Counter:
             raise MemoryError("icount_new failed")
         self.state = IcountState.from_address(self._ptr)
         self._hooks = []
-        for kind, fn in ((UC_HOOK_EDGE_GENERATED, lib.icount_edge_hook), (UC_HOOK_BLOCK, lib.icount_block_hook)):
+        for kind, fn in ((UC_HOOK_BLOCK, lib.icount_block_hook),):
             handle = ctypes.c_size_t()
             err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(_fnptr(fn)),
                                     ctypes.c_void_p(self._ptr), ctypes.c_uint64(1), ctypes.c_uint64(0))
             if err != 0:
                 raise EmuError(f"unicorn refused the instruction-counter hook (error {err})")
             self._hooks.append(handle)
+
+    def on_new_block(self, callback) -> None:
+        """Call ``callback(addr, size) -> bool`` for each block seen first; True stops before it runs."""
+        self._new_block = NEW_BLOCK(callback)
+        self._lib.icount_set_new_block(self._ptr, ctypes.cast(self._new_block, ctypes.c_void_p))
+
+    def add_stop_check(self, uc, addr: int) -> ctypes.c_size_t:
+        """A C code hook at ``addr`` that honours ``pending_stop`` (see _icount.c)."""
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_CODE,
+                                ctypes.c_void_p(_fnptr(self._lib.icount_stop_check_hook)),
+                                ctypes.c_void_p(self._ptr), ctypes.c_uint64(addr), ctypes.c_uint64(addr))
+        if err != 0:
+            raise EmuError(f"unicorn refused a stop-check hook (error {err})")
+        return handle
 
     def flush(self) -> None:
         """Forget cached block sizes (self-modifying code, cache flush)."""

@@ -19,7 +19,7 @@ import mmap
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from unicorn import (UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR,
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR,
                      UC_HOOK_MEM_UNMAPPED, UC_MODE_32, UC_PROT_ALL, UC_PROT_READ, UC_PROT_WRITE, Uc, UcError)
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
@@ -42,6 +42,7 @@ REGS32 = {
 GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
 EFLAGS_IF = 1 << 9
+HF_PE = 1 << 7
 CR0_PE = 1
 CR0_PG = 1 << 31
 
@@ -61,6 +62,15 @@ class Stop(enum.Enum):
 
 class GuestMemoryError(Exception):
     """A guest-virtual or guest-physical address that is not mapped."""
+
+
+@dataclass(frozen=True)
+class IoSite:
+    """The I/O instruction an IN/OUT hook runs for: linear address, length, exact count before it."""
+
+    pc: int
+    length: int
+    icount: int
 
 
 @dataclass
@@ -93,6 +103,10 @@ class Vcpu:
         self.shutdown: Optional[Shutdown] = None
         self._uch = self.uc._uch
         self._unassigned: set[int] = set()
+        self.io_site: Optional[IoSite] = None
+        self._io_seq = -1
+        self._io_ordinal = 0
+        self._io_cache: dict[tuple[int, int, int], tuple] = {}
         # Handlers the machine (or the VMX layer) installs.
         self.on_in: Callable[[int, int], int] = lambda port, size: (1 << (8 * size)) - 1
         self.on_out: Callable[[int, int, int], None] = lambda port, size, value: None
@@ -103,6 +117,10 @@ class Vcpu:
         self.uc.hook_add(UC_HOOK_INTR, self._hook_intr)
         self.uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)
+        self.on_privileged: Callable[["Vcpu", int, int, str], None] = lambda cpu, pc, length, mnemonic: None
+        self._stop_checks: dict[int, object] = {}
+        self._priv_hooks: dict[int, tuple[int, str]] = {}
+        self.counter.on_new_block(self._scan_block)
 
     # --- registers --------------------------------------------------------
     def reg(self, name: str) -> int:
@@ -150,6 +168,26 @@ class Vcpu:
     def code_bits(self) -> int:
         """16 or 32: the default operand size of the current code segment."""
         return 32 if self.context().u32(self.offsets.cs_flags) >> 22 & 1 else 16
+
+    def io_permitted(self, port: int, size: int) -> bool:
+        """IN/OUT privilege check (SDM Vol. 1 §19.5): CPL <= IOPL, else the TSS I/O permission bitmap."""
+        raw = self.raw.refresh()
+        hflags = raw.u32(self.offsets.hflags)
+        if not hflags & HF_PE or hflags & 3 <= (raw.u32(self.offsets.eflags) >> 12) & 3:
+            return True
+        _sel, base, limit = self.task_register()
+        try:
+            if limit < 0x67:
+                return False
+            iomap = int.from_bytes(self.read_virt(base + 0x66, 2), "little")
+            first, last = port >> 3, (port + size - 1) >> 3
+            if iomap + last > limit:
+                return False
+            bits = int.from_bytes(self.read_virt(base + iomap + first, last - first + 1), "little")
+        except GuestMemoryError:
+            return False
+        mask = ((1 << size) - 1) << (port & 7)
+        return not bits & mask
 
     def linear_pc(self) -> int:
         """CS.base + EIP."""
@@ -201,8 +239,9 @@ class Vcpu:
 
     @property
     def vtime(self) -> int:
-        """Virtual time in instructions: retired plus time spent halted."""
-        return self.st.count + self.idle
+        """Virtual time in instructions: retired plus time spent halted (exact inside I/O hooks too)."""
+        hook = self.io_site
+        return (hook.icount if hook is not None else self.st.count) + self.idle
 
     def _block_code(self) -> Optional[bytes]:
         st = self.st
@@ -231,26 +270,95 @@ class Vcpu:
             st.block_size = 0
         return st.count
 
+    # --- scanning new blocks --------------------------------------------------
+    def _scan_block(self, addr: int, size: int) -> int:
+        """Called from the C block hook for each new block: hook its sensitive instructions.
+
+        Returns 1 when hooks were added: the block is dropped and re-entered so they apply.
+        """
+        try:
+            code = self.read_virt(addr, size)
+        except GuestMemoryError:
+            return 0
+        added = False
+        for offset, length, mnemonic, ops in decode.sensitive_sites(code, self.code_bits()):
+            pc = (addr + offset) & 0xFFFFFFFF
+            if mnemonic in decode.IO_MNEMONICS:
+                after = (pc + length) & 0xFFFFFFFF
+                if after not in self._stop_checks:
+                    self._stop_checks[after] = self.counter.add_stop_check(self.uc, after)
+                    self.uc.ctl_remove_cache(after, after + 1)
+                    added = True
+            elif pc not in self._priv_hooks:
+                self._priv_hooks[pc] = (length, mnemonic)
+                self.uc.hook_add(UC_HOOK_CODE, self._hook_privileged, None, pc, pc)
+                added = True
+        if added:
+            self.uc.ctl_remove_cache(addr, addr + size)
+        return 1 if added else 0
+
+    def _hook_privileged(self, uc, address, size, _user):
+        length, mnemonic = self._priv_hooks.get(address & 0xFFFFFFFF, (size, "?"))
+        try:
+            self.on_privileged(self, address, length, mnemonic)
+        except Exception as exc:
+            self._hook_error = exc
+            self.request_stop("error")
+
     # --- hooks ------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
         """Ask the current run to end after this instruction (from a hook)."""
         self.stop_request = reason
+        self.st.pending_stop = 1
         self.uc.emu_stop()
 
+    def _locate_io(self) -> Optional[IoSite]:
+        """The IN/OUT instruction a hook runs for: the k-th I/O instruction of the current block.
+
+        Unicorn does not sync EIP before its I/O hooks, so the site is found from the block the
+        C counter entered last and how many I/O hooks already ran in this execution of it.
+        """
+        st = self.st
+        if st.blocks != self._io_seq:
+            self._io_seq = st.blocks
+            self._io_ordinal = 0
+        else:
+            self._io_ordinal += 1
+        if not st.block_size:
+            return None
+        key = (st.block_addr, st.block_size, st.block_icount)
+        sites = self._io_cache.get(key)
+        if sites is None:
+            code = self._block_code()
+            sites = decode.io_sites(code, self.code_bits()) if code else ()
+            if len(self._io_cache) > 65536:
+                self._io_cache.clear()
+            self._io_cache[key] = sites
+        if self._io_ordinal >= len(sites):
+            return None
+        offset, index, length = sites[self._io_ordinal]
+        return IoSite((st.block_addr + offset) & 0xFFFFFFFF, length, st.block_entry + index)
+
     def _hook_in(self, uc, port, size, _user):
+        self.io_site = self._locate_io()
         try:
             return self.on_in(port, size)
         except Exception as exc:  # a device bug must not leave garbage in EAX silently
             self._hook_error = exc
             self.request_stop("error")
             return 0
+        finally:
+            self.io_site = None
 
     def _hook_out(self, uc, port, size, value, _user):
+        self.io_site = self._locate_io()
         try:
             self.on_out(port, size, value)
         except Exception as exc:
             self._hook_error = exc
             self.request_stop("error")
+        finally:
+            self.io_site = None
 
     def _hook_intr(self, uc, intno, _user):
         raw = self.raw.refresh()
@@ -291,14 +399,19 @@ class Vcpu:
         if st.count >= target:
             return Stop.DEADLINE
         st.deadline = target
-        st.deadline_hit = 0
-        st.block_size = 0
-        start = self.linear_pc()
-        try:
-            self.uc.emu_start(start, 0)
-        except UcError as exc:
-            self.sync_icount()
-            return self._fatal(f"{exc} at {self.linear_pc():#010x}")
+        while True:
+            st.deadline_hit = 0
+            st.rescan = 0
+            st.pending_stop = 0
+            st.block_size = 0
+            start = self.linear_pc()
+            try:
+                self.uc.emu_start(start, 0)
+            except UcError as exc:
+                self.sync_icount()
+                return self._fatal(f"{exc} at {self.linear_pc():#010x}")
+            if not st.rescan or self.stop_request or self._hook_error is not None:
+                break
         if self._hook_error is not None:
             raise self._hook_error
         if self.shutdown is not None:
