@@ -263,6 +263,7 @@ class Ne2000(Device):
             raise EmuError(f"ne2000: IRQ {irq} out of range 0..15")
         self.name = name
         self.iobase = iobase
+        self.PORTS = ((iobase, PORT_COUNT),)  # what Machine.add_device maps
         self.irq = irq
         self.mac = mac
         self.set_irq: IrqSetter = set_irq or (lambda level: None)
