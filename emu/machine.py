@@ -84,9 +84,10 @@ class Machine:
         self.debugcon = DebugConsole(self._on_console)
         self.debug_exit = DebugExit(self._on_debug_exit)
         self.devices: dict[str, object] = {}
+        self.boot_info: Optional[multiboot.BootInfo] = None
+        self._closers: list[Callable[[], None]] = []
         for dev in (self.debugcon, self.debug_exit):
             self.add_device(dev)
-        self.pic = None  # an interrupt controller with .intr and .acknowledge() (emu.devices.pic)
         self.end: Optional[RunResult] = None
         self.cpu.on_in = self._in
         self._pending: Optional[tuple[Event, Optional[int]]] = None
@@ -95,8 +96,9 @@ class Machine:
         self.cpu.on_invalid = self._on_invalid
         self.cpu.on_privileged = self._on_privileged
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {}
-        self.boot_info: Optional[multiboot.BootInfo] = None
-        self._closers: list[Callable[[], None]] = []
+        from emu import platform
+        self.platform = platform.build(self, list(config.disks), config.disks_read_only)
+        self.pic = self.platform.pic
         if config.kernel:
             self.load_kernel(config.kernel, config.cmdline)
 

@@ -440,9 +440,9 @@ class Vcpu:
         """Run the last ``target - count`` (< one block) instructions with a one-shot exit."""
         st = self.st
         pc = self.linear_pc()
-        pc_tb = self.uc.ctl_request_cache(pc)
+        _pc, _icount, tb_size = self.uc.ctl_request_cache(pc)
         try:
-            code = self.read_virt(pc, max(pc_tb.size, 16))
+            code = self.read_virt(pc, max(tb_size, 16))
         except GuestMemoryError:
             return Stop.DEADLINE
         starts = decode.offsets(code, self.code_bits())

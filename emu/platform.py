@@ -1,0 +1,75 @@
+"""The PC platform of QEMU's ``pc`` machine, wired: PIC pair, PIT, port 0x61, PCI + PIIX3, IDE, bus master.
+
+Wiring lives here, not in the devices (QEMU's ``hw/i386/pc_piix.c`` plays
+this role): each device's ports are claimed on the machine's port bus and its
+interrupt line is connected to the PIC.  The state is what a multiboot kernel
+finds after SeaBIOS (PCI BAR4 = 0xC041, IDETIM decode on, bus mastering off).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from emu import EmuError
+from emu.devices.ata import AtaChannel
+from emu.devices.bmdma import BusMasterIde
+from emu.devices.pci import PciHost
+from emu.devices.pic import Pic8259Pair
+from emu.devices.piix import PcPciFunctions
+from emu.devices.pit import Pit8254
+from emu.devices.sysctl import SystemControlPortB
+
+IRQ_PIT, IRQ_IDE0, IRQ_IDE1 = 0, 14, 15
+PCI_COMMAND = 0x04
+PCI_COMMAND_MASTER = 0x04
+
+
+@dataclass
+class Platform:
+    """The devices of one PC, for state dumps (``info``) and the trap handler's safety checks."""
+
+    pic: Pic8259Pair
+    pit: Pit8254
+    port61: SystemControlPortB
+    pci: PciHost
+    functions: PcPciFunctions
+    ide: tuple[AtaChannel, AtaChannel]
+    bmdma: BusMasterIde
+
+
+def build(machine, disks: list[str], read_only: bool = False) -> Platform:
+    """Create the platform devices of ``machine`` and claim their ports; ``disks`` are image paths."""
+    from emu.storage.image import DiskImage
+
+    bus = machine.bus
+    pic = Pic8259Pair()
+    pit = Pit8254(machine.clock, pic.irq_line(IRQ_PIT))
+    port61 = SystemControlPortB(pit)
+    pci = PciHost()
+    functions = PcPciFunctions(pci)
+    images: list[Optional[DiskImage]] = []
+    for path in disks:
+        images.append(DiskImage(path, read_only=read_only))
+        machine._closers.append(images[-1].close)
+    images += [None] * (4 - len(images))
+    if len(images) > 4:
+        raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    ide0 = AtaChannel(True, pic.irq_line(IRQ_IDE0), images[0], images[1], read_only, read_only)
+    ide1 = AtaChannel(False, pic.irq_line(IRQ_IDE1), images[2], images[3], read_only, read_only)
+    ide_fn = functions.ide
+    bmdma = BusMasterIde((ide0, ide1), machine.cpu, machine.clock,
+                         bus_master_enabled=lambda: bool(ide_fn.config_read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER))
+    for dev in (pic, pit, port61):
+        machine.add_device(dev)
+    for dev in (pci, ide0, ide1):
+        dev.map(bus)
+        machine.devices[dev.name] = dev
+    bmdma.map(bus, ide_fn.bar4_base)
+    ide_fn.on_bar4_change = lambda old, new: bmdma.remap(bus, old, new)
+    machine.devices[bmdma.name] = bmdma
+    for fn in functions.host.functions.values():
+        machine.devices[fn.name] = fn
+    for image in images:
+        if image is not None:
+            machine._closers.insert(0, image.flush)
+    return Platform(pic, pit, port61, pci, functions, (ide0, ide1), bmdma)
