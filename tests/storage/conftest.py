@@ -12,6 +12,7 @@ from emu.storage.mkdisk import build
 from conftest import FIXTURES, require_tool  # tests/conftest.py (pytest puts tests/ on sys.path)
 
 SPECS = FIXTURES / "disks"
+ROOT_DIR = FIXTURES.parent
 MT_ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLSRC=os.devnull, LC_ALL="C.UTF-8", TZ="UTC")
 
 
