@@ -10,7 +10,7 @@ import pytest
 from emu import EmuError
 from emu.net.pcap import PcapWriter, memory_writer, read_pcap
 from emu.net.switch import VirtualSwitch
-from tests.conftest import require_tool
+from conftest import require_tool
 
 A = bytes.fromhex("5254000000aa")
 B = bytes.fromhex("5254000000bb")
