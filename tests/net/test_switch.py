@@ -239,7 +239,9 @@ def _send(nic: Ne2000, data: bytes) -> None:
 
 
 def test_two_nics_exchange_frames_then_quarantine_cuts_traffic():
-    sw = VirtualSwitch()
+    writer, buf = memory_writer()
+    clock = {"ns": 0}
+    sw = VirtualSwitch(time_ns=lambda: clock["ns"], pcap=writer)
     app = _nic(sw, "app", A, 1)
     mgmt = _nic(sw, "mgmt", B, 1)
     _send(mgmt, eth(BCAST, B, b"mgmt hello"))  # the switch learns B
@@ -254,5 +256,11 @@ def test_two_nics_exchange_frames_then_quarantine_cuts_traffic():
     assert sw.counters("app").frames_in == 2 and sw.counters("mgmt").frames_out == 1
     assert sw.counters("app").dropped == {"vlan_isolated": 1}
     sw.set_vlan("app", 1)
+    clock["ns"] = 1000
     _send(app, eth(B, A, b"app status again"))
     assert mgmt.state.curpag == 0x49
+    # the capture shows every frame at ingress, the quarantined one in VLAN 666
+    _, recs = read_pcap(buf.getvalue())
+    assert [int.from_bytes(r.data[14:16], "big") for r in recs] == [1, 1, 666, 1]
+    assert recs[2].data == tag_frame(eth(B, A, b"app status tampered"), 666)
+    assert recs[3].time_ns == 1000
