@@ -1,0 +1,507 @@
+"""ATA channel and drive behaviour against QEMU 7.2 (golden: qemu_probe/probe{1,2}.out)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from emu import EmuError
+from emu.devices.ata import AtaChannel
+from emu.devices.ata_identify import Geometry, guess_geometry
+from tests.devices.ide_harness import (
+    DISK_SECTORS,
+    FakeDisk,
+    IdeMachine,
+    pattern_disk,
+    probe_dump,
+    probe_text,
+    probe_value,
+)
+
+
+def identify(m: IdeMachine) -> list[int]:
+    m.outb(0x1F6, 0xA0)
+    m.outb(0x1F7, 0xEC)
+    m.wait_not_busy()
+    return [m.inw(0x1F0) for _ in range(256)]
+
+
+def regs(d: dict[str, int], *keys: str) -> dict[str, int]:
+    return {k: d[k] for k in keys}
+
+
+ATA_KEYS = ("st", "err", "cnt", "sec", "cl", "ch", "dh")
+
+
+def test_identify_matches_qemu_word_for_word():
+    m = IdeMachine()
+    words = identify(m)
+    golden = [int(x, 16) for x in re.search(r"^ident: (.*)$", probe_text(1), re.M).group(1).split()]
+    assert words == golden
+    text = b"".join(w.to_bytes(2, "big") for w in words)
+    assert text[20:40].rstrip() == b"QM00001"
+    assert text[54:94].rstrip() == b"QEMU HARDDISK"
+    assert text[46:54].rstrip() == b"2.5+"
+
+
+def test_identify_status_and_irq():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.inb(0x1F7)
+    m.outb(0x1F7, 0xEC)
+    assert m.irq14 == 1 and m.irq[14] == [1]
+    assert m.inb(0x3F6) == 0x58 and m.irq14 == 1          # alternate status leaves the IRQ
+    assert m.inb(0x1F7) == probe_value(1, "status (clears irq)") == 0x58
+    assert m.irq14 == 0 and m.irq[14] == [1, 0]
+    for _ in range(256):
+        m.inw(0x1F0)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "after ident"), *ATA_KEYS)
+    assert m.dump()["bmis"] == 0x04  # QEMU sets BMIS Interrupt on every IRQ, PIO included
+
+
+def test_identify_of_a_large_disk_reports_lba48_capacity():
+    class Big:
+        sector_size = 512
+        sectors = (1 << 28) + 5
+
+        def read(self, lba, count):
+            return bytes(512 * count)
+
+    ch = AtaChannel(True, master=Big())
+    ch.io_write(0x1F6, 1, 0xA0)
+    ch.io_write(0x1F7, 1, 0xEC)
+    w = [ch.io_read(0x1F0, 2) for _ in range(256)]
+    assert (w[61] << 16 | w[60]) == (1 << 28) - 1
+    assert (w[103] << 48 | w[102] << 32 | w[101] << 16 | w[100]) == (1 << 28) + 5
+    assert (w[1], w[3], w[6]) == (16383, 16, 63)
+
+
+def test_geometry_from_partition_table():
+    mbr = bytearray(512)
+    mbr[510:512] = b"\x55\xaa"
+    entry = bytearray(16)
+    entry[5] = 15         # end head -> 16 heads
+    entry[6] = 32         # end sector -> 32 sectors
+    entry[12:16] = (1000).to_bytes(4, "little")
+    mbr[0x1BE:0x1CE] = entry
+    assert guess_geometry(4096, bytes(mbr)) == Geometry(8, 16, 32)
+    entry[5] = 254        # 255 heads: LBA translation, standard geometry
+    mbr[0x1BE:0x1CE] = entry
+    assert guess_geometry(4096, bytes(mbr)) == Geometry(4, 16, 63)
+    assert guess_geometry(2048, bytes(512)) == Geometry(2, 16, 63)
+
+
+def test_post_bios_state_absent_slave_selected():
+    m = IdeMachine()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "initial pri"), *ATA_KEYS)
+    m.outb(0x1F7, 0xEC)  # command to the absent slave: ignored
+    assert m.inb(0x1F7) == 0 and m.irq[14] == []
+    assert m.inw(0x1F0) == probe_value(1, "slave data") == 0
+    m.outb(0x1F6, 0xA0)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "master sel"), *ATA_KEYS)
+    m.outb(0x1F6, 0x0F)
+    assert m.inb(0x1F6) == probe_value(2, "dh 0f") == 0xAF
+
+
+def test_channel_without_drives_reads_zero():
+    m = IdeMachine()
+    m.outb(0x176, 0xA0)
+    assert m.inb(0x177) == probe_value(1, "sec status (no disk)") == 0
+    assert m.inb(0x376) == probe_value(1, "sec alt") == 0
+    assert m.inb(0x171) == 0 and m.inb(0x172) == 0
+    m.outb(0x177, 0xEC)
+    assert m.inb(0x177) == probe_value(2, "sec st") == 0
+
+
+def test_data_port_outside_drq_reads_zero():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    assert m.inw(0x1F0) == probe_value(1, "data no drq w") == 0
+    assert m.inb(0x1F0) == probe_value(1, "data no drq b") == 0
+    assert m.inl(0x1F0) == probe_value(1, "data no drq l") == 0
+
+
+def test_pio_read_one_sector_with_byte_and_dword_access():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(1, 1)
+    m.outb(0x1F7, 0x20)
+    m.wait_not_busy()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "pio1"), *ATA_KEYS)
+    assert m.inb(0x1F0) == probe_value(2, "byte data") == 0x01   # a byte access moves a whole word
+    assert m.inw(0x1F0) == probe_value(2, "next word") == 0x0403
+    assert m.inl(0x1F0) == probe_value(2, "dword") == 0x08070605
+    tail = [m.inw(0x1F0) for _ in range(252)]
+    golden_tail = [int(v, 16) for v in re.findall(r"^tailw=([0-9a-f]+)$", probe_text(2), re.M)]
+    assert tail[-3:] == golden_tail
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "pio1 end"), *ATA_KEYS)
+
+
+def test_pio_read_sectors_data_and_status_sequence():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(1, 3)
+    m.outb(0x1F7, 0x20)
+    m.wait_not_busy()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "r3 blk1"), *ATA_KEYS)
+    data = b""
+    for blk in ("r3 blk2", None):
+        data += b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256))
+        m.wait_not_busy()
+        if blk:
+            assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, blk), *ATA_KEYS)
+    data += b"".join(m.inl(0x1F0).to_bytes(4, "little") for _ in range(128))
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "r3 end"), *ATA_KEYS)
+    assert data == bytes(m.disk.data[512:4 * 512])
+
+
+def test_pio_irq_per_block_and_status_read_lowers_it():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(0, 2)
+    m.outb(0x1F7, 0x20)
+    assert m.irq[14] == [1]
+    m.inb(0x1F7)
+    assert m.irq[14] == [1, 0]
+    for _ in range(256):
+        m.inw(0x1F0)
+    assert m.irq[14] == [1, 0, 1]  # second block
+    m.inb(0x1F7)
+    for _ in range(256):
+        m.inw(0x1F0)
+    assert m.irq[14] == [1, 0, 1, 0]  # no IRQ after the last block of a read
+
+
+def test_pio_write_sectors_reach_the_disk():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(20, 2)
+    m.outb(0x1F7, 0x30)
+    m.wait_not_busy()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "w2 start"), *ATA_KEYS)
+    assert m.irq[14] == []  # no IRQ before the first block
+    for i in range(256):
+        m.outw(0x1F0, 0x2200 + i)
+    m.wait_not_busy()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "w2 blk1 done"), *ATA_KEYS)
+    for i in range(128):
+        m.outl(0x1F0, (0x3300 + 2 * i) | (0x3300 + 2 * i + 1) << 16)
+    m.wait_not_busy()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "w2 end"), *ATA_KEYS)
+    assert m.read_sector_pio(21)[:2] == probe_value(2, "sec21 w0").to_bytes(2, "little")
+    assert bytes(m.disk.data[20 * 512:20 * 512 + 4]) == bytes([0x00, 0x22, 0x01, 0x22])
+    assert bytes(m.disk.data[21 * 512 + 510:22 * 512]) == (0x33FF).to_bytes(2, "little")
+
+
+def test_lba48_read_ext_and_hob_registers():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.outb(0x1F6, 0x40)
+    for reg, (hi, lo) in ((2, (0, 1)), (3, (0, 3)), (4, (0, 0)), (5, (0, 0))):
+        m.outb(0x1F0 + reg, hi)
+        m.outb(0x1F0 + reg, lo)
+    m.outb(0x1F7, 0x24)
+    m.wait_not_busy()
+    # probe1 sampled this line inside QEMU's BSY window; like probe2's "pio1", the address and count
+    # already point past the block once DRQ is up
+    assert regs(m.dump(), "st", "cnt", "sec", "dh") == {"st": 0x58, "cnt": 0, "sec": 4, "dh": 0xE0}
+    assert m.inw(0x1F0) == probe_value(1, "w0") == 0x0403
+    for _ in range(255):
+        m.inw(0x1F0)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "read ext after"), *ATA_KEYS)
+    m.outb(0x3F6, 0x80)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "hob view"), *ATA_KEYS)
+
+
+def test_hob_bytes_keep_the_previous_write():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.outb(0x1F2, 0x12)
+    m.outb(0x1F2, 0x34)
+    m.outb(0x1F3, 0x56)
+    m.outb(0x1F3, 0x78)
+    assert m.inb(0x1F2) == probe_value(1, "cnt")
+    m.outb(0x3F6, 0x80)
+    assert m.inb(0x1F2) == probe_value(1, "hob cnt") == 0x12
+    assert m.inb(0x1F3) == probe_value(1, "hob sec") == 0x56
+    assert m.inb(0x1F1) == probe_value(1, "hob err")
+    m.outb(0x1F2, 0)  # any register write clears HOB
+    assert m.inb(0x1F3) == 0x78
+
+
+def test_lba48_beyond_28_bits_addresses_the_right_sector():
+    class Sparse:
+        sector_size = 512
+        sectors = (1 << 33)
+
+        def __init__(self):
+            self.writes = {}
+
+        def read(self, lba, count):
+            return b"".join(self.writes.get(lba + i, lba.to_bytes(8, "little") * 64) for i in range(count))
+
+        def write(self, lba, data):
+            for i in range(len(data) // 512):
+                self.writes[lba + i] = bytes(data[i * 512:(i + 1) * 512])
+
+    disk = Sparse()
+    m = IdeMachine(master=disk)
+    lba = 0x1_2345_6789
+    m.outb(0x1F6, 0xE0)
+    for reg, shift in ((3, 0), (4, 8), (5, 16)):
+        m.outb(0x1F0 + reg, (lba >> (shift + 24)) & 0xFF)
+        m.outb(0x1F0 + reg, (lba >> shift) & 0xFF)
+    m.outb(0x1F2, 0)
+    m.outb(0x1F2, 1)
+    m.outb(0x1F7, 0x34)  # WRITE SECTORS EXT
+    for i in range(256):
+        m.outw(0x1F0, i)
+    assert m.inb(0x1F7) == 0x50
+    assert disk.writes[lba][:4] == bytes([0, 0, 1, 0])
+    m.outb(0x3F6, 0x80)
+    assert (m.inb(0x1F5), m.inb(0x1F4), m.inb(0x1F3)) == (0x00, 0x01, 0x23)  # HOB: LBA 47:24 of 0x1_2345_678A
+    m.outb(0x3F6, 0x00)
+    assert (m.inb(0x1F5), m.inb(0x1F4), m.inb(0x1F3)) == (0x45, 0x67, 0x8A)
+
+
+def test_multiple_mode():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.outb(0x1F2, 2)
+    m.outb(0x1F7, 0xC6)
+    assert m.inb(0x1F7) == probe_dump(2, "setmult2")["st"] == 0x50
+    m.sel_lba(1, 3)
+    m.outb(0x1F7, 0xC4)
+    m.wait_not_busy()
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "rm blk1"), *ATA_KEYS)
+    data = b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(512))
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "rm blk2"), *ATA_KEYS)
+    data += b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256))
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "rm end"), *ATA_KEYS)
+    assert data == bytes(m.disk.data[512:4 * 512])
+    m.outb(0x1F2, 3)
+    m.outb(0x1F7, 0xC6)
+    assert regs(m.dump(), *ATA_KEYS)["st"] == probe_dump(2, "setmult3")["st"] == 0x41
+    # WRITE MULTIPLE, 3 sectors in blocks of 2 + 1
+    m.outb(0x1F2, 2)
+    m.outb(0x1F7, 0xC6)
+    m.sel_lba(30, 3)
+    m.outb(0x1F7, 0xC5)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "wm start"), *ATA_KEYS)
+    for i in range(512):
+        m.outw(0x1F0, 0x4400 + i)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "wm blk1"), *ATA_KEYS)
+    for i in range(256):
+        m.outw(0x1F0, 0x5500 + i)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "wm end"), *ATA_KEYS)
+    assert bytes(m.disk.data[31 * 512 + 510:32 * 512]) == (0x45FF).to_bytes(2, "little")
+    assert bytes(m.disk.data[32 * 512:32 * 512 + 2]) == (0x5500).to_bytes(2, "little")
+
+
+def test_set_multiple_limits_and_identify_word_59_is_kept():
+    m = IdeMachine()
+    identify(m)
+    m.outb(0x1F2, 32)
+    m.outb(0x1F7, 0xC6)
+    assert (m.inb(0x3F6), m.inb(0x1F1)) == (probe_dump(1, "setmult 32")["st"], probe_dump(1, "setmult 32")["err"])
+    m.outb(0x1F2, 0)
+    m.outb(0x1F7, 0xC6)
+    assert m.inb(0x1F7) == probe_dump(1, "setmult 0")["st"] == 0x50
+    m.sel_lba(1, 2)
+    m.outb(0x1F7, 0xC4)  # READ MULTIPLE with multiple mode off
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "readmult w/ 0"), *ATA_KEYS)
+    m.outb(0x1F2, 4)
+    m.outb(0x1F7, 0xC6)
+    assert identify(m)[59] == probe_value(1, "w59") == 0x0110
+
+
+def test_set_features_transfer_mode_and_errors():
+    m = IdeMachine()
+    identify(m)
+    m.outb(0x1F1, 0x03)
+    m.outb(0x1F2, 0x42)   # UDMA mode 2
+    m.outb(0x1F7, 0xEF)
+    assert m.inb(0x1F7) == probe_dump(1, "setfeat udma2")["st"] == 0x50
+    w = identify(m)
+    golden = [int(v, 16) for v in re.findall(r"^w=([0-9a-f]+)$", probe_text(1), re.M)]
+    assert [w[62], w[63], w[88]] == golden == [0x07, 0x07, 0x043F]
+    m.outb(0x1F1, 0x77)
+    m.outb(0x1F7, 0xEF)
+    assert (m.inb(0x3F6), m.inb(0x1F1)) == (0x41, 0x04) == (probe_dump(1, "setfeat bad")["st"],
+                                                           probe_dump(1, "setfeat bad")["err"])
+    m.outb(0x1F1, 0x00)
+    m.outb(0x1F7, 0xEF)
+    assert m.inb(0x1F7) == probe_dump(1, "setfeat 03 w/o feature")["st"] == 0x41
+
+
+def test_unknown_command_aborts_with_irq_and_nien_suppresses_it():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.inb(0x1F7)
+    m.outb(0x1F7, 0x01)
+    d = m.dump()
+    assert (d["st"], d["err"]) == (probe_dump(1, "unk cmd")["st"], probe_dump(1, "unk cmd")["err"]) == (0x41, 0x04)
+    assert m.irq[14] == [1]
+    m.inb(0x1F7)
+    m.outb(0x3F6, 0x02)
+    m.outb(0x1F7, 0x01)
+    assert m.irq[14] == [1, 0] and m.irq14 == 0
+    assert m.inb(0x3F6) == probe_dump(1, "unk nien")["st"]
+
+
+def test_diagnostic_signature():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.outb(0x1F7, 0x90)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "diag"), *ATA_KEYS)
+    assert m.irq14 == 1
+
+
+@pytest.mark.parametrize("lba,count,tag", [(DISK_SECTORS, 1, "read lba=cap"), (5000, 1, "read lba>cap")])
+def test_read_past_the_end_is_abrt_not_idnf(lba, count, tag):
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(lba, count)
+    m.outb(0x1F7, 0x20)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, tag), *ATA_KEYS)
+    assert m.irq14 == 1
+
+
+def test_read_running_off_the_end_fails_at_the_missing_sector():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(DISK_SECTORS - 1, 2)
+    m.outb(0x1F7, 0x20)
+    assert m.inb(0x1F7) == 0x58
+    assert b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256)) == bytes(m.disk.data[-512:])
+    # next block is LBA 2048: ABRT, registers as probe1's "read2 done" (cnt 1, LBA 2048)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "read2 done"), *ATA_KEYS)
+
+
+def test_writes_and_commands_ignored_during_drq():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(1, 1)
+    m.outb(0x1F7, 0x20)
+    m.outb(0x1F2, 0x77)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "write cnt during drq"), *ATA_KEYS)
+    m.outb(0x1F7, 0xEC)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "cmd during drq"), *ATA_KEYS)
+    assert m.inw(0x1F0) == 0x0201  # still the READ SECTORS data
+
+
+def test_srst_with_absent_slave_selected_then_master():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xB0)
+    m.outb(0x3F6, 0x04)
+    m.outb(0x3F6, 0x00)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "srst cleared (slave sel)"), *ATA_KEYS)
+    m.outb(0x1F6, 0xA0)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "srst master"), *ATA_KEYS)
+
+
+def test_srst_with_master_selected_and_nien():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(1, 1)
+    m.outb(0x1F7, 0x20)   # leave a data phase open: SRST must end it
+    m.inb(0x1F7)
+    m.outb(0x3F6, 0x04)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "srst set m later"), *ATA_KEYS)
+    assert m.irq14 == 1  # the diagnostic after reset interrupts
+    m.outb(0x3F6, 0x00)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "srst clr m"), *ATA_KEYS)
+    assert m.inw(0x1F0) == probe_value(2, "data after srst") == 0
+    m.inb(0x1F7)
+    m.outb(0x3F6, 0x06)
+    m.outb(0x3F6, 0x02)
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "srst nien"), *ATA_KEYS)
+    assert m.irq14 == 0
+
+
+def test_flush_cache_flushes_backing():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA0)
+    for cmd in (0xE7, 0xEA):
+        m.outb(0x1F7, cmd)
+        assert m.inb(0x1F7) == probe_dump(2, "flush")["st"] == 0x50
+    assert m.disk.flushes == 2 and m.irq[14] == [1, 0, 1, 0]
+
+
+def test_read_only_drive_refuses_writes():
+    disk = FakeDisk(pattern_disk(64))
+    m = IdeMachine(master=disk)
+    m.ch0.drives[0].st.read_only = True
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(3, 1)
+    m.outb(0x1F7, 0x30)
+    for i in range(256):
+        m.outw(0x1F0, 0xFFFF)
+    assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)
+    assert disk.data == pattern_disk(64)
+    assert m.read_sector_pio(3) == bytes(disk.data[3 * 512:4 * 512])  # reads still work
+
+
+def test_read_only_backing_refuses_writes():
+    disk = FakeDisk(pattern_disk(64), read_only=True)
+    m = IdeMachine(master=disk)
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(3, 1)
+    m.outb(0x1F7, 0x30)
+    for i in range(256):
+        m.outw(0x1F0, 0)
+    assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)
+
+
+def test_detach_and_attach():
+    m = IdeMachine()
+    drive = m.ch0.drives[0]
+    m.outb(0x1F6, 0xA0)
+    m.sel_lba(1, 1)
+    m.outb(0x1F7, 0x20)
+    with pytest.raises(EmuError):
+        drive.detach()  # DRQ: a data phase is open
+    for _ in range(256):
+        m.inw(0x1F0)
+    backing = drive.detach()
+    assert backing is m.disk and not m.ch0.busy
+    m.sel_lba(1, 1)
+    m.outb(0x1F7, 0x20)
+    assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)  # no medium: the command fails
+    assert identify(m)[60] == DISK_SECTORS                 # the drive itself is still there
+    drive.attach(backing)
+    assert m.read_sector_pio(5) == bytes(m.disk.data[5 * 512:6 * 512])
+    bigger = FakeDisk(pattern_disk(4096))
+    drive.detach()
+    drive.attach(bigger)
+    assert identify(m)[60] == 4096
+
+
+def test_attach_to_absent_drive_is_an_error():
+    ch = AtaChannel(False)
+    with pytest.raises(EmuError):
+        ch.drives[0].attach(FakeDisk(pattern_disk(8)))
+
+
+def test_chs_addressing():
+    m = IdeMachine()
+    m.outb(0x1F6, 0xA1)   # CHS, head 1
+    m.outb(0x1F2, 1)
+    m.outb(0x1F3, 2)      # sector 2 (1-based)
+    m.outb(0x1F4, 1)      # cylinder 1
+    m.outb(0x1F5, 0)
+    m.outb(0x1F7, 0x20)
+    lba = (1 * 16 + 1) * 63 + 1
+    data = b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256))
+    assert data == bytes(m.disk.data[lba * 512:(lba + 1) * 512])
+    assert (m.inb(0x1F3), m.inb(0x1F6)) == (3, 0xA1)
+
+
+def test_snapshot_roundtrips_to_json():
+    import json
+    m = IdeMachine()
+    identify(m)
+    snap = m.ch0.snapshot()
+    assert json.loads(json.dumps(snap))["drives"][0]["status"] == 0x50
+    assert m.ch0.digest() != IdeMachine().ch0.digest()
+    assert "drives" in m.ch0.info()
