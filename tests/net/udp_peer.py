@@ -35,10 +35,11 @@ class UdpEchoPeer:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
-    def netdev_args(self, local_port: int, iobase: int = 0x300, irq: int = 9) -> list[str]:
+    def netdev_args(self, local_port: int, iobase: int = 0x300, irq: int = 9, mac: Optional[str] = None) -> list[str]:
         """QEMU arguments for an ne2k_isa whose wire is this peer."""
+        device = f"ne2k_isa,netdev=n0,iobase={iobase:#x},irq={irq}" + (f",mac={mac}" if mac else "")
         return ["-netdev", f"socket,id=n0,udp=127.0.0.1:{self.port},localaddr=127.0.0.1:{local_port}",
-                "-device", f"ne2k_isa,netdev=n0,iobase={iobase:#x},irq={irq}"]
+                "-device", device]
 
     def _serve(self) -> None:
         while not self._stop.is_set():
