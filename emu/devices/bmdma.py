@@ -281,14 +281,15 @@ class BmDmaChannel:
         s.offset = 0
         s.stay_active = described > need
         s.in_flight = True
-        self._schedule()
+        self._schedule(self.owner.clock.icount)
 
-    def _schedule(self) -> None:
+    def _schedule(self, start: Optional[int] = None) -> None:
+        """Entry ``sg_index`` completes its length / rate instructions after the previous one (or ``start``)."""
         s = self.st
         length = s.sg[s.sg_index][1]
-        clock = self.owner.clock
-        s.due = clock.icount + -(-length // self.owner.bytes_per_insn)
-        self._timer = clock.schedule(s.due, self._step, f"bm{self.index}-dma")
+        base = s.due if start is None else start
+        s.due = base + -(-length // self.owner.bytes_per_insn)
+        self._timer = self.owner.clock.schedule(s.due, self._step, f"bm{self.index}-dma")
 
     def _step(self) -> None:
         """One scatter entry completes: copy it in one slice, then schedule the next or finish."""
