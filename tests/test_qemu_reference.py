@@ -153,7 +153,6 @@ def test_compare_reports_each_difference() -> None:
 
 
 @pytest.mark.qemu
-@pytest.mark.xfail(reason="emu run not built yet", strict=False)
 @pytest.mark.parametrize("kernel", REFERENCE_KERNELS, ids=lambda p: p.stem)
 def test_emu_matches_qemu(kernel: Path, ref_disk: Path) -> None:
     """Same kernel, same disk: byte-identical transcript, same exit status, same final disk under emu and QEMU."""

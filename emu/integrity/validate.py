@@ -78,9 +78,10 @@ def validate(source: SectorSource, baseline: BaselineLike, *, partition: Optiona
         for w in entry.warnings:
             result.findings.append(Finding(FindingKind.ANOMALY, entry.path, w))
         actual = entry_record(fs, entry, with_hash=False)
+        if entry.error:
+            result.findings.append(Finding(FindingKind.UNREADABLE, path, entry.error))
         if not entry.is_dir:
             if entry.error:
-                result.findings.append(Finding(FindingKind.UNREADABLE, path, entry.error))
                 actual["sha256"] = None
             else:
                 try:
@@ -106,6 +107,8 @@ def validate(source: SectorSource, baseline: BaselineLike, *, partition: Optiona
             continue
         if path_matches(e.path, base.paths) and e.path.upper() not in _upper_keys(base):
             kind = "directory" if e.is_dir else f"file of {e.size} bytes"
+            if e.error:
+                kind += f" ({e.error})"
             result.findings.append(Finding(FindingKind.ADDED, e.path, kind))
             for w in e.warnings:
                 result.findings.append(Finding(FindingKind.ANOMALY, e.path, w))

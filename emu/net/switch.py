@@ -105,6 +105,12 @@ class ForwardResult:
     refused: tuple[int, ...] = ()
     drop: Optional[DropReason] = None
 
+    def as_dict(self) -> dict:
+        """JSON-able form (trace events, logs)."""
+        return {"time_ns": self.time_ns, "port": self.port, "vlan": self.vlan, "src": self.src.hex(),
+                "dst": self.dst.hex(), "length": self.length, "delivered": list(self.delivered),
+                "refused": list(self.refused), "drop": self.drop.value if self.drop else None}
+
 
 def check_vlan(vlan: int) -> int:
     """Validate an access VLAN ID (1..4094); EmuError otherwise."""

@@ -244,7 +244,8 @@ class FatVolume:
             self.notes.append("volume has the hard-error flag set (I/O errors on last mount)")
         self.fsinfo = self._read_fsinfo()
         self._entries: Optional[list[Entry]] = None
-        self._owner: dict[int, str] = {}
+        self._owner: dict[int, Entry] = {}
+        """Which entry each cluster was first reached from (cross-link and loop detection)."""
 
     # -- low-level reads -------------------------------------------------------------------------------------
 
@@ -264,7 +265,7 @@ class FatVolume:
             a.frombytes(raw[: (len(raw) // 4) * 4])
             del a[n:]
             # FAT32 entries are 28 bits: the high 4 bits are reserved (fatgen103 §4)
-            return array("I", (v & 0x0FFFFFFF for v in a)) if any(v >> 28 for v in a) else a
+            return array("I", (v & 0x0FFFFFFF for v in a)) if a and max(a) > 0x0FFFFFFF else a
         if self.fat_type is FatType.FAT16:
             a = array("H")
             a.frombytes(raw[: (len(raw) // 2) * 2])
@@ -305,24 +306,42 @@ class FatVolume:
 
     # -- chains ---------------------------------------------------------------------------------------------
 
-    def chain(self, first: int, limit: Optional[int] = None) -> tuple[list[tuple[int, int]], int, Optional[str]]:
-        """Follow a chain from ``first``: (runs, cluster count, error or None). Never loops, never raises."""
+    def chain(self, first: int, limit: Optional[int] = None, owner: Optional[Entry] = None,
+              ) -> tuple[list[tuple[int, int]], int, Optional[str]]:
+        """Follow a chain from ``first``: (runs, cluster count, error or None). Never loops, never raises.
+
+        With ``owner``, each cluster is claimed for that entry and the walk stops at a cluster another entry
+        owns (a cross-link): so the whole volume walk follows each cluster at most once.
+        """
         fat = self.fat
         eoc = _EOC_MIN[self.fat_type]
         bad = _BAD[self.fat_type]
         maxc = self.max_cluster
         if not 2 <= first <= maxc:
             return [], 0, f"first cluster {first} out of range (2..{maxc})"
+        claims = self._owner if owner is not None else {}
+        mine = owner if owner is not None else object()
         runs: list[tuple[int, int]] = []
-        seen: set[int] = set()
-        run_start = prev = first
-        c = first
+        run_start, run_len = first, 0
+        prev = c = first
         n = 0
         err: Optional[str] = None
         cap = limit if limit is not None else maxc
         while True:
-            seen.add(c)
+            holder = claims.get(c)
+            if holder is not None:
+                if holder is mine:
+                    err = f"cluster chain loops: cluster {prev} points back to {c}"
+                else:
+                    err = f"cross-linked: cluster {c} also belongs to {holder.path or '/'}"
+                break
+            claims[c] = mine
             n += 1
+            if c == run_start + run_len:
+                run_len += 1
+            else:
+                runs.append((run_start, run_len))
+                run_start, run_len = c, 1
             nxt = fat[c]
             if nxt >= eoc:
                 break
@@ -338,46 +357,23 @@ class FatVolume:
             if nxt > maxc:
                 err = f"cluster chain leaves the volume: cluster {c} points to {nxt:#x}"
                 break
-            if nxt in seen:
-                err = f"cluster chain loops: cluster {c} points back to {nxt}"
-                break
-            if nxt != prev + 1:
-                runs.append((run_start, prev - run_start + 1))
-                run_start = nxt
-            prev = c = nxt
-        runs.append((run_start, prev - run_start + 1))
+            prev, c = c, nxt
+        if run_len:
+            runs.append((run_start, run_len))
         return runs, n, err
-
-    def _claim(self, entry: Entry) -> bool:
-        """Record which entry owns each cluster; a cluster owned twice is a cross-link (returns False)."""
-        owner = self._owner
-        ok = True
-        for start, count in entry.runs:
-            for c in range(start, start + count):
-                prev = owner.setdefault(c, entry.path)
-                if prev is not entry.path:
-                    entry.warnings.append(f"cross-linked: cluster {c} also belongs to {prev}")
-                    ok = False
-                    break
-            if not ok:
-                break
-        return ok
 
     # -- directories ----------------------------------------------------------------------------------------
 
-    def _dir_bytes(self, first: int, path: str) -> tuple[bytes, Optional[str]]:
-        if first == 0:
-            if self.fat_type is FatType.FAT32:
-                return b"", f"directory {path or '/'} has first cluster 0"
-            return self._read_sectors(self.root_dir_start, self.root_dir_sectors), None
-        runs, n, err = self.chain(first, limit=MAX_DIR_ENTRIES * 32 // self.cluster_bytes + 1)
+    def _dir_bytes(self, runs: list[tuple[int, int]]) -> tuple[bytes, Optional[str]]:
         parts = []
         try:
+            if not runs:  # FAT12/16 root directory: a fixed region after the FATs
+                return self._read_sectors(self.root_dir_start, self.root_dir_sectors), None
             for start, count in runs:
                 parts.append(self._read_sectors(self.cluster_sector(start), count * self.sectors_per_cluster))
         except FatError as exc:
-            err = str(exc)
-        return b"".join(parts), err
+            return b"".join(parts), str(exc)
+        return b"".join(parts), None
 
     def entries(self) -> list[Entry]:
         """Every file and directory of the volume, in directory order, breadth first (cached)."""
@@ -386,18 +382,18 @@ class FatVolume:
         return self._entries
 
     def _walk(self) -> Iterator[Entry]:
-        root = self.boot.ext.BPB_RootClus if self.fat_type is FatType.FAT32 else 0
-        visited_dirs: set[int] = set()
-        if root:
-            visited_dirs.add(root)
-            runs, _, _ = self.chain(root)
-            root_entry = Entry("/", "", ATTR_DIRECTORY, 0, root, 0, 0, runs=runs)
-            self._claim(root_entry)
-            self.warnings.extend(root_entry.warnings)
-        queue: deque[tuple[int, str, int]] = deque([(root, "", 0)])
+        dir_limit = MAX_DIR_ENTRIES * 32 // self.cluster_bytes + 1
+        root_runs: list[tuple[int, int]] = []
+        if self.fat_type is FatType.FAT32:
+            rc = self.boot.ext.BPB_RootClus
+            root_entry = Entry("/", "", ATTR_DIRECTORY, 0, rc, 0, 0)
+            root_runs, _, err = self.chain(rc, dir_limit, root_entry)
+            if err:
+                self.warnings.append(f"root directory: {err}")
+        queue: deque[tuple[list[tuple[int, int]], str, int]] = deque([(root_runs, "", 0)])
         while queue:
-            first, path, depth = queue.popleft()
-            data, err = self._dir_bytes(first, path)
+            runs, path, depth = queue.popleft()
+            data, err = self._dir_bytes(runs)
             if err:
                 self.warnings.append(f"directory {path or '/'}: {err}")
             names: set[str] = set()
@@ -407,27 +403,25 @@ class FatVolume:
                     entry.warnings.append("duplicate name in its directory")
                 names.add(key)
                 if entry.is_dir:
-                    if entry.first_cluster in visited_dirs or entry.first_cluster == root or (
-                            entry.first_cluster == 0):
-                        entry.error = (f"directory loop: cluster {entry.first_cluster} is already a directory"
-                                       if entry.first_cluster else "directory with first cluster 0")
+                    if entry.first_cluster == 0:
+                        entry.error = "directory with first cluster 0"
                         yield entry
                         continue
-                    runs, n, cerr = self.chain(entry.first_cluster,
-                                               limit=MAX_DIR_ENTRIES * 32 // self.cluster_bytes + 1)
-                    entry.runs, entry.chain_length = runs, n
+                    holder = self._owner.get(entry.first_cluster)
+                    if holder is not None:
+                        entry.error = (f"directory loop: cluster {entry.first_cluster} is already "
+                                       f"{holder.path or '/'}; not entered")
+                        yield entry
+                        continue
+                    entry.runs, entry.chain_length, cerr = self.chain(entry.first_cluster, dir_limit, entry)
                     if cerr:
                         entry.warnings.append(cerr)
-                    if runs:
-                        visited_dirs.add(entry.first_cluster)
-                        if not self._claim(entry):
-                            entry.error = "cross-linked directory; not entered"
-                        elif depth + 1 >= MAX_DEPTH:
-                            entry.warnings.append(f"deeper than {MAX_DEPTH} levels; not entered")
-                        else:
-                            queue.append((entry.first_cluster, entry.path, depth + 1))
-                    else:
+                    if not entry.runs:
                         entry.error = cerr
+                    elif depth + 1 >= MAX_DEPTH:
+                        entry.warnings.append(f"deeper than {MAX_DEPTH} levels; not entered")
+                    else:
+                        queue.append((entry.runs, entry.path, depth + 1))
                 else:
                     self._file_chain(entry)
                 yield entry
@@ -438,20 +432,18 @@ class FatVolume:
             if entry.size:
                 entry.error = f"size {entry.size} but no clusters (first cluster 0)"
             return
-        runs, n, err = self.chain(entry.first_cluster)
+        runs, n, err = self.chain(entry.first_cluster, owner=entry)
         entry.runs, entry.chain_length = runs, n
-        if runs:
-            self._claim(entry)
         if n < need:
-            entry.error = err or f"cluster chain of {n} clusters is too short for {entry.size} bytes"
-            if err:
-                entry.error = f"{err} ({n} of {need} clusters)"
+            entry.error = f"{err} ({n} of {need} clusters)" if err else (
+                f"cluster chain of {n} clusters is too short for {entry.size} bytes")
         elif err:
             entry.warnings.append(err)
         elif n > need:
             entry.warnings.append(f"cluster chain of {n} clusters is longer than {need} needed for {entry.size} bytes")
         last = max((s + c - 1 for s, c in runs), default=0)
-        if last and entry.error is None and (self.cluster_sector(last) + self.sectors_per_cluster) * self.ratio > self.source.sectors:
+        if last and entry.error is None and (
+                (self.cluster_sector(last) + self.sectors_per_cluster) * self.ratio > self.source.sectors):
             entry.error = f"cluster {last} lies beyond the end of the image (truncated?)"
 
     def _parse_dir(self, data: bytes, parent: str) -> Iterator[Entry]:
@@ -467,8 +459,8 @@ class FatVolume:
                 break
             attr = raw[11]
             if first == 0xE5:
-                if lfn:
-                    lfn_warning = None  # a deleted file's slots: deleted with it
+                if lfn:  # live slots in front of a deleted entry belong to nothing
+                    lfn_warning = "orphaned long-name slots (followed by a deleted entry)"
                 lfn = []
                 continue
             if attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
@@ -485,10 +477,9 @@ class FatVolume:
                     lfn.append((ordv, raw[13], text))
                 continue
             name_raw = bytes(raw[0:11])
-            if attr & ATTR_VOLUME_ID and not attr & ATTR_DIRECTORY:
-                lfn = []
-                continue
-            if name_raw in (b".          ", b"..         "):
+            if attr & ATTR_VOLUME_ID and not attr & ATTR_DIRECTORY or name_raw in (b".          ", b"..         "):
+                if lfn:
+                    lfn_warning = "orphaned long-name slots (followed by a volume label or dot entry)"
                 lfn = []
                 continue
             short = short_name_text(name_raw, raw[12])

@@ -10,6 +10,7 @@ from typing import Optional
 
 from conftest import FIRMWARE, ROOT
 from emu.devices.ne2000 import DEFAULT_MAC, format_mac
+from emu.net.attach import attach_ne2000
 from emu.net.peer import EchoPeer
 from emu.net.pcap import PcapWriter
 from emu.net.switch import VirtualSwitch
@@ -48,7 +49,6 @@ def run_qemu_with_peer(name: str, append: Optional[str] = None,
 
 def run_emu_with_peer(name: str, cmdline: str = "", pcap_path: Optional[Path] = None, mac: bytes = DEFAULT_MAC):
     """The kernel on an emu machine: NE2000 0x300/IRQ 9 on switch port "guest", an EchoPeer on port "peer"."""
-    from emu.devices.ne2000 import Ne2000
     from emu.machine import Machine, MachineConfig
 
     out = bytearray()
@@ -63,10 +63,7 @@ def run_emu_with_peer(name: str, cmdline: str = "", pcap_path: Optional[Path] = 
         m.add_device(Pit8254(m.clock, pic.irq_line(0)))
     writer = PcapWriter(pcap_path) if pcap_path else None
     sw = VirtualSwitch(time_ns=m.clock.ns, pcap=writer)
-    nic = Ne2000(mac=mac, set_irq=m.pic.irq_line(9))
-    m.add_device(nic)
-    port = sw.add_port("guest", nic.receive)
-    nic.on_transmit = sw.transmitter(port)
+    attach_ne2000(m, sw, "guest", mac=mac)
     peer = EchoPeer(sw)
     try:
         result = m.run(max_insns=500_000_000)
