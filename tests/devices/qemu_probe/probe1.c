@@ -21,9 +21,9 @@ static u8 irr2(void){ outb(0xA0,0x0a); return inb(0xA0); }
 static volatile u8 buf[65536*2] __attribute__((aligned(65536)));
 static volatile u32 prd[64] __attribute__((aligned(4096)));
 static u16 bm;
-static void wait_nbsy(u16 base){int n=0;while((inb(base+7)&0x80)&&n<1000000)n++;}
+static void wait_nbsy(u16 base){int n=0;while((inb(base+0x206)&0x80)&&n<10000000)n++;}
 static void sel_lba(u16 b,u32 lba,u8 cnt){outb(b+6,0xE0|((lba>>24)&15));outb(b+2,cnt);outb(b+3,lba);outb(b+4,lba>>8);outb(b+5,lba>>16);}
-static void dump_ata(const char*tag,u16 b){puts(tag);puts(": st=");hex(inb(b+0x206),2);puts(" err=");hex(inb(b+1),2);puts(" cnt=");hex(inb(b+2),2);puts(" sec=");hex(inb(b+3),2);puts(" cl=");hex(inb(b+4),2);puts(" ch=");hex(inb(b+5),2);puts(" dh=");hex(inb(b+6),2);puts(" bmis=");hex(inb(bm+2),2);puts(" bmic=");hex(inb(bm),2);puts(" irr=");hex(irr2(),2);putc('\n');}
+static void dump_ata(const char*tag,u16 b){for(int n=0;(inb(b+0x206)&0x80)&&n<10000000;n++);puts(tag);puts(": st=");hex(inb(b+0x206),2);puts(" err=");hex(inb(b+1),2);puts(" cnt=");hex(inb(b+2),2);puts(" sec=");hex(inb(b+3),2);puts(" cl=");hex(inb(b+4),2);puts(" ch=");hex(inb(b+5),2);puts(" dh=");hex(inb(b+6),2);puts(" bmis=");hex(inb(bm+2),2);puts(" bmic=");hex(inb(bm),2);puts(" irr=");hex(irr2(),2);putc('\n');}
 static void dma_test(const char*tag,u8 cmd,u32 lba,u8 cnt,int nprd,u32 len_each,int start_first){
   for(int i=0;i<nprd;i++){prd[2*i]=(u32)(buf)+i*len_each;prd[2*i+1]=(len_each&0xffff)|(i==nprd-1?0x80000000u:0);}
   outb(bm,0); outb(bm+2,0x06); outl(bm+4,(u32)prd);
@@ -101,10 +101,10 @@ void kmain(u32 magic, u32 mbi){
   outb(0x1F2,0); outb(0x1F7,0xC6); dump_ata("setmult 0",0x1F0); inb(0x1F7);
   sel_lba(0x1F0,1,2); outb(0x1F7,0xC4); dump_ata("readmult w/ 0",0x1F0); inb(0x1F7);
   outb(0x1F2,4); outb(0x1F7,0xC6); dump_ata("setmult 4",0x1F0); inb(0x1F7);
-  outb(0x1F7,0xEC); for(int i=0;i<256;i++){u16 w=inw(0x1F0); if(i==59)kv("w59",w,4);} inb(0x1F7);
+  outb(0x1F7,0xEC); wait_nbsy(0x1F0); for(int i=0;i<256;i++){u16 w=inw(0x1F0); if(i==59)kv("w59",w,4);} inb(0x1F7);
   outb(0x1F2,3); outb(0x1F3,0x45); outb(0x1F7,0xEF); dump_ata("setfeat 03 w/o feature",0x1F0); inb(0x1F7);
   outb(0x1F1,0x03); outb(0x1F2,0x42); outb(0x1F7,0xEF); dump_ata("setfeat udma2",0x1F0); inb(0x1F7);
-  outb(0x1F7,0xEC); for(int i=0;i<256;i++){u16 w=inw(0x1F0); if(i==62||i==63||i==88)kv("w",w,4);} inb(0x1F7);
+  outb(0x1F7,0xEC); wait_nbsy(0x1F0); for(int i=0;i<256;i++){u16 w=inw(0x1F0); if(i==62||i==63||i==88)kv("w",w,4);} inb(0x1F7);
   outb(0x1F1,0x77); outb(0x1F7,0xEF); dump_ata("setfeat bad",0x1F0); inb(0x1F7);
   outb(0x1F7,0xE7); dump_ata("flush",0x1F0); inb(0x1F7);
   outb(0x1F7,0xEA); dump_ata("flush ext",0x1F0); inb(0x1F7);
