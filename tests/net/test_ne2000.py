@@ -610,3 +610,16 @@ def test_snapshot_and_digest_cover_registers():
     snap = n.dev.snapshot()
     assert snap["curpag"] == PSTART + 2 and len(snap["mem"]) == 2 * NE2000_PMEM_END
     assert "iobase=0x300 irq=9 mac=52:54:00:12:34:56" in n.dev.info()
+
+
+def test_reset_port_leaves_irq_line_until_next_update():
+    """QEMU's ne2000_reset sets ISR = RST without re-evaluating the IRQ line; the next ISR/IMR write lowers it."""
+    n = Nic()
+    n.init()
+    n.outb(0x0F, ISR.PRX)
+    n.dev.receive(frame(MAC))
+    assert n.irq == 1
+    n.inb(0x1F)
+    assert n.inb(0x07) == ISR.RST and n.irq == 1
+    n.outb(0x0F, ISR.PRX)
+    assert n.irq == 0

@@ -264,3 +264,13 @@ def test_two_nics_exchange_frames_then_quarantine_cuts_traffic():
     assert [int.from_bytes(r.data[14:16], "big") for r in recs] == [1, 1, 666, 1]
     assert recs[2].data == tag_frame(eth(B, A, b"app status tampered"), 666)
     assert recs[3].time_ns == 1000
+
+
+def test_forward_result_as_dict_is_json_ready():
+    import json
+
+    sw, _ = make(1, 2)
+    r = sw.ingress(0, eth(B, A))
+    d = json.loads(json.dumps(r.as_dict()))
+    assert d == {"time_ns": 0, "port": 0, "vlan": 1, "src": A.hex(), "dst": B.hex(), "length": 60,
+                 "delivered": [], "refused": [], "drop": "no_destination"}
