@@ -369,6 +369,11 @@ class BusMasterIde(Device):
         """Data is being moved right now (Active without a finished transfer)."""
         return any(e.st.in_flight for e in self.engines)
 
+    @property
+    def quiescent(self) -> bool:
+        """No channel is moving data, and none shows Active without Interrupt (notes: a safe trap point)."""
+        return all(not e.st.in_flight and (not e.active or e.st.status & BMIS_INTERRUPT) for e in self.engines)
+
     # --- wiring -------------------------------------------------------------------------
     def port_ranges(self) -> list[tuple[int, int]]:
         """(base, 16) when decoded, else nothing."""

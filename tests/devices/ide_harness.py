@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 from emu.clock import Clock
-from emu.devices.ata import AtaChannel
-from emu.devices.bmdma import BusMasterIde
 from emu.devices.bus import PortBus
-from emu.devices.pci import PciHost
-from emu.devices.piix import PcPciFunctions
+from emu.devices.pc_ide import PcIde
 from emu.storage.source import SECTOR_SIZE, StorageError, check_range
 
 PROBE_DIR = Path(__file__).resolve().parent / "qemu_probe"
@@ -102,20 +99,14 @@ class IdeMachine:
         self.clock = Clock(icount=lambda: self.t)
         self.irq = {14: [], 15: []}
         self.bus = PortBus()
-        self.pci = PciHost()
-        self.fns = PcPciFunctions(self.pci, bar4=bar4)
         self.disk = master if master is not None else FakeDisk(pattern_disk())
-        self.ch0 = AtaChannel(True, set_irq=self.irq[14].append, master=self.disk, slave=slave)
-        self.ch1 = AtaChannel(False, set_irq=self.irq[15].append)
         self.ram = FakeRam(ram)
-        self.bm = BusMasterIde((self.ch0, self.ch1), self.ram, self.clock,
-                               bus_master_enabled=lambda: self.fns.ide.bus_master_enabled,
-                               bytes_per_insn=bytes_per_insn)
-        self.pci.map(self.bus)
-        self.ch0.map(self.bus)
-        self.ch1.map(self.bus)
-        self.bm.map(self.bus, self.fns.ide.bar4_base)
-        self.fns.ide.on_bar4_change = lambda old, new: self.bm.remap(self.bus, old, new)
+        self.ide = PcIde(self.bus, self.ram, self.clock, irq14=self.irq[14].append, irq15=self.irq[15].append,
+                         disks=[self.disk, slave], bar4=bar4, bytes_per_insn=bytes_per_insn)
+        self.pci = self.ide.pci
+        self.fns = self.ide.functions
+        self.ch0, self.ch1 = self.ide.channels
+        self.bm = self.ide.bmdma
 
     @property
     def irq14(self) -> int:

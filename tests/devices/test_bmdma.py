@@ -404,3 +404,31 @@ def test_secondary_channel_block_is_independent(m):
     m.outl(bm + 12, 0x5000)
     m.outb(bm + 10, 0x60)
     assert (m.inl(bm + 4), m.inl(bm + 12), m.inb(bm + 2), m.inb(bm + 10)) == (0, 0x5000, 0, 0x60)
+
+
+def test_quiescent_for_the_trap_handler():
+    m = IdeMachine(ram=1 << 21)
+    assert m.ide.quiescent
+    start_read(m, 0, 16, [(BUF, 8192)])
+    assert not m.ide.quiescent and not m.bm.quiescent          # data moving
+    m.tick(5000)
+    assert m.ide.quiescent and m.inb(m.bmbase + 2) == 0x04
+    # a larger PRD table leaves Active with Interrupt: finished, safe
+    start_read(m, 0, 1, [(BUF, 4096)])
+    m.tick(5000)
+    assert m.inb(m.bmbase + 2) == 0x05 and m.ide.quiescent
+    # a DMA command issued but never started: the drive holds DRQ, not safe
+    m.outb(m.bmbase, 0)
+    m.sel_lba(0, 1)
+    m.outb(0x1F7, 0xC8)
+    assert m.bm.quiescent and not m.ide.quiescent
+
+
+def test_pc_ide_wiring_helpers():
+    m = IdeMachine()
+    assert m.ide.drive(0) is m.ch0.drives[0] and m.ide.drive(3) is m.ch1.drives[1]
+    assert {d.name for d in m.ide.devices} == {"pci", "i440fx", "piix3-isa", "piix3-ide", "piix4-acpi",
+                                               "ide0", "ide1", "bmdma"}
+    m.outb(m.bmbase + 2, 0x60)
+    m.ide.reset()
+    assert m.inb(m.bmbase + 2) == 0 and m.ch0.state.unit == 0
