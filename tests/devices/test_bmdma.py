@@ -205,6 +205,8 @@ def start_read(m: IdeMachine, lba: int, sectors: int, entries: list[tuple[int, i
     for i, (addr, length) in enumerate(entries):
         flags = (length & 0xFFFF) | (0x80000000 if i == len(entries) - 1 else 0)
         m.ram.b[PRD + 8 * i:PRD + 8 * i + 8] = addr.to_bytes(4, "little") + flags.to_bytes(4, "little")
+    m.outb(bm, 0)
+    m.outb(bm + 2, 0x06)
     m.outl(bm + 4, PRD)
     m.outb(0x1F6, 0xE0)
     m.outb(0x1F2, sectors & 0xFF)
