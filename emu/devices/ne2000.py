@@ -7,8 +7,9 @@ section 10 "Internal Registers"):
 * 0x20 I/O ports from ``iobase`` (default 0x300), IRQ ``irq`` (default 9):
   +0x00..+0x0F DP8390 registers (byte access only; CR bits 7:6 select page 0/1/2/3),
   +0x10 the data port of the remote DMA (8/16-bit by DCR.WTS, 32-bit for a dword
-  access), +0x1F the reset port (a read resets, returns 0).  Anything else reads
-  all-ones and ignores writes.
+  access), +0x1F the reset port (a read resets, returns 0).  Any other aligned
+  access reads all-ones and is ignored; an unaligned one (offset not a multiple
+  of the size) reads 0 and is dropped (QEMU ``memory_region_access_valid``).
 * 48 KiB of NIC memory: 0x0000..0x001F the PROM (MAC address, every byte doubled,
   bytes 14/15 = 0x57 'W'), 0x4000..0xBFFF the 32 KiB packet buffer (pages
   0x40..0xBF).  Remote DMA reads outside both read all-ones, writes are dropped.
@@ -300,6 +301,10 @@ class Ne2000(Device):
     def io_read(self, port: int, size: int) -> int:
         """IN from ``port`` (absolute), ``size`` 1, 2 or 4 bytes."""
         off = (port - self.iobase) & 0xFFFF
+        if off & (size - 1):
+            # QEMU's memory core rejects unaligned accesses to a region without valid.unaligned:
+            # the device is not called and the read yields 0 (unassigned_mem_read).
+            return 0
         if off < 0x10 and size == 1:
             return self._reg_read(off)
         if off == DATA_PORT:
@@ -312,6 +317,8 @@ class Ne2000(Device):
     def io_write(self, port: int, size: int, value: int) -> None:
         """OUT of ``value`` to ``port`` (absolute), ``size`` 1, 2 or 4 bytes."""
         off = (port - self.iobase) & 0xFFFF
+        if off & (size - 1):
+            return  # unaligned: dropped by QEMU's memory core
         if off < 0x10 and size == 1:
             self._reg_write(off, value & 0xFF)
         elif off == DATA_PORT:

@@ -19,6 +19,7 @@ CASES = {
     "net_ping": (None, DEFAULT_MAC),
     "net_app": ("count=3 interval=5", APP_MAC),
     "net_mgmt": ("silence=20", MGMT_MAC),
+    "net_regs": (None, DEFAULT_MAC),
 }
 
 
@@ -68,6 +69,30 @@ def test_golden_transcript_facts():
     assert "past end of memory: ptx=1 tsr=01\n  nothing received\n" in text
     assert text.endswith("received 26 frames; bnry=56 curr=57 irq-seen=yes\n")
     assert "mgmt: mac 52:54:00:12:34:57\n" in golden("net_mgmt").read_text()
+
+
+def test_golden_register_probe_facts():
+    """Malformed programming as QEMU 7.2 answers it (net_regs transcript)."""
+    text = golden("net_regs").read_text()
+    for line in [
+        "power-on: cr=00 isr=80",
+        "wide: inw(00)=ffff inl(00)=ffffffff inb(11)=ff inb(1e)=ff inw(1f)=0000 isr=00",  # unaligned -> 0, no reset
+        "isr after writing ff: 80",  # RST is not write-1-to-clear
+        "after pstart=c1 pstop=ff bnry=c0 curr=c0: curr=47 pstart=46 pstop=80 bnry=46",  # all ignored
+        "pstop=c0 accepted: c0",
+        "past end bffe: 11 22 ff ff crda=c002 isr=40",
+        "hole 0100: ff ff crda=0102 isr=40",
+        "wrap 7fff: 11 22 crda=4601 isr=40",  # RSAR wraps exactly at PSTOP
+        "reset port read=00 isr=80",
+        "inw in byte mode: 0011 0022 crda=4002",  # DCR.WTS decides the step, not the access size
+        "inb in word mode: 11 33 crda=4004 isr=40",
+        "inw at odd 4001: 2211 4433 crda=4005",  # word reads round the address down, RSAR still +2
+        "inl at bffc: 22110000 then ffffffff crda=c004",
+        "read past count: 11 22 isr=40 then 33 isr=40 crda=4003",
+        "write with count 0 ignored: crda=4000",
+        "txp while stopped: cr=25 isr=00 tsr=00",
+    ]:
+        assert line + "\n" in text, line
 
 
 @pytest.mark.qemu
