@@ -20,6 +20,7 @@ CASES = {
     "net_app": ("count=3 interval=5", APP_MAC),
     "net_mgmt": ("silence=20", MGMT_MAC),
     "net_regs": (None, DEFAULT_MAC),
+    "net_ring": (None, DEFAULT_MAC),
 }
 
 
@@ -54,6 +55,8 @@ def test_emu_matches_qemu_transcript(name, tmp_path):
         assert guest.frames_in == 23 and guest.frames_out == 29
     elif name == "net_app":
         assert peer.received == [status_frame(APP_MAC, seq) for seq in (1, 2, 3)]
+    elif name == "net_ring":
+        assert guest.dropped == {"refused": 2}  # the full ring and PSTOP == PSTART
 
 
 def test_golden_transcript_facts():
@@ -101,3 +104,14 @@ def test_qemu_without_nic_says_so(name):
     require_tool("qemu-system-i386")
     r = qemu_ref.run_qemu(kernel(name), timeout=30)
     assert r.status == 1 and r.stdout.endswith(b"no NE2000 at 300\n")
+
+
+def test_golden_ring_facts():
+    """Receive-ring misprogramming as QEMU 7.2 answers it (net_ring transcript)."""
+    text = golden("net_ring").read_text()
+    assert "ring full: seq=2 curr=48 bnry=4a isr=00\n" in text  # refused, no OVW, frame lost
+    assert "bnry restored, next ping: seq=3 curr=49" in text and "PONG seq=2" not in text
+    assert "pstop=pstart: seq=4 curr=49 bnry=48 isr=00\n" in text
+    # CURR outside the ring: header written at CURR, data skipped, CURR wrapped back by (PSTOP - PSTART)
+    assert "curr=b0 outside the ring: seq=6 curr=77 bnry=a0 isr=01\n" in text
+    assert "  memory b000: 01 77 40 00 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5 a5\n" in text
