@@ -85,6 +85,8 @@ class Entry:
     error: Optional[str] = None
     """Why the content cannot be read (None when it can)."""
     warnings: list[str] = dataclasses.field(default_factory=list)
+    owner_id: int = dataclasses.field(default=0, repr=False, compare=False)
+    """This entry's index in the volume's cluster-ownership table (0 until its chain is walked)."""
 
     @property
     def is_dir(self) -> bool:
@@ -244,8 +246,9 @@ class FatVolume:
             self.notes.append("volume has the hard-error flag set (I/O errors on last mount)")
         self.fsinfo = self._read_fsinfo()
         self._entries: Optional[list[Entry]] = None
-        self._owner: dict[int, Entry] = {}
-        """Which entry each cluster was first reached from (cross-link and loop detection)."""
+        self._owner = array("I", bytes(4 * (self.max_cluster + 1)))
+        """Index in ``_owners`` of the entry each cluster was first reached from (0 = none): cross-links, loops."""
+        self._owners: list[Optional[Entry]] = [None]
 
     # -- low-level reads -------------------------------------------------------------------------------------
 
@@ -319,8 +322,15 @@ class FatVolume:
         maxc = self.max_cluster
         if not 2 <= first <= maxc:
             return [], 0, f"first cluster {first} out of range (2..{maxc})"
-        claims = self._owner if owner is not None else {}
-        mine = owner if owner is not None else object()
+        if owner is not None:
+            claims = self._owner
+            if not owner.owner_id:
+                self._owners.append(owner)
+                owner.owner_id = len(self._owners) - 1
+            mine = owner.owner_id
+        else:
+            claims = array("I", bytes(4 * (maxc + 1)))
+            mine = 1
         runs: list[tuple[int, int]] = []
         run_start, run_len = first, 0
         prev = c = first
@@ -328,12 +338,12 @@ class FatVolume:
         err: Optional[str] = None
         cap = limit if limit is not None else maxc
         while True:
-            holder = claims.get(c)
-            if holder is not None:
-                if holder is mine:
+            holder = claims[c]
+            if holder:
+                if holder == mine:
                     err = f"cluster chain loops: cluster {prev} points back to {c}"
                 else:
-                    err = f"cross-linked: cluster {c} also belongs to {holder.path or '/'}"
+                    err = f"cross-linked: cluster {c} also belongs to {self._owners[holder].path or '/'}"
                 break
             claims[c] = mine
             n += 1
@@ -407,10 +417,10 @@ class FatVolume:
                         entry.error = "directory with first cluster 0"
                         yield entry
                         continue
-                    holder = self._owner.get(entry.first_cluster)
-                    if holder is not None:
+                    holder = self._owner[entry.first_cluster] if entry.first_cluster <= self.max_cluster else 0
+                    if holder:
                         entry.error = (f"directory loop: cluster {entry.first_cluster} is already "
-                                       f"{holder.path or '/'}; not entered")
+                                       f"{self._owners[holder].path or '/'}; not entered")
                         yield entry
                         continue
                     entry.runs, entry.chain_length, cerr = self.chain(entry.first_cluster, dir_limit, entry)
