@@ -48,6 +48,18 @@ def pattern_disk(sectors: int = DISK_SECTORS) -> bytearray:
     return out
 
 
+def mbr_pattern_disk() -> bytearray:
+    """probe3's second disk: the pattern disk with one partition ending at head 15, sector 32."""
+    d = pattern_disk()
+    entry = bytearray(16)
+    entry[4], entry[5], entry[6] = 0x83, 15, 32
+    entry[8:12] = (1).to_bytes(4, "little")
+    entry[12:16] = (1000).to_bytes(4, "little")
+    d[0x1BE:0x1CE] = entry
+    d[510:512] = b"\x55\xaa"
+    return d
+
+
 class FakeDisk:
     """A writable in-memory SectorSource with a flush counter."""
 

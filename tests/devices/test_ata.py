@@ -12,6 +12,7 @@ from tests.devices.ide_harness import (
     DISK_SECTORS,
     FakeDisk,
     IdeMachine,
+    mbr_pattern_disk,
     pattern_disk,
     probe_dump,
     probe_text,
@@ -511,8 +512,9 @@ RACY_LINES = ("r3 after blk1 raw:", "srst set m:")
 """probe2 samples these inside QEMU's asynchronous BSY window on purpose; their status varies run to run."""
 
 
-@pytest.mark.parametrize("n", [1, 2])
-def test_probe_transcripts_match_qemu(n, tmp_path):
+@pytest.mark.qemu
+@pytest.mark.parametrize("n,disk_kind", [(1, ""), (2, ""), (3, ""), (3, "-mbr")])
+def test_probe_transcripts_match_qemu(n, disk_kind, tmp_path):
     """Re-run the probe kernel under qemu-system-i386: the recorded golden transcript is what QEMU prints."""
     import subprocess
 
@@ -524,7 +526,7 @@ def test_probe_transcripts_match_qemu(n, tmp_path):
     subprocess.run(["gcc", "-m32", "-ffreestanding", "-fno-pic", "-fno-stack-protector", "-O1", "-nostdlib",
                     "-c", str(PROBE_DIR / f"probe{n}.c"), "-o", str(obj)], check=True)
     subprocess.run(["ld", "-m", "elf_i386", "-T", str(PROBE_DIR / "link.ld"), str(obj), "-o", str(elf)], check=True)
-    disk.write_bytes(bytes(pattern_disk()))
+    disk.write_bytes(bytes(mbr_pattern_disk() if disk_kind else pattern_disk()))
     subprocess.run(["qemu-system-i386", "-nodefaults", "-display", "none", "-m", "32", "-kernel", str(elf),
                     "-drive", f"file={disk},format=raw,if=ide,index=0", "-debugcon", f"file:{out}",
                     "-device", "isa-debug-exit,iobase=0xf4,iosize=1"], timeout=60, check=False)
@@ -532,4 +534,66 @@ def test_probe_transcripts_match_qemu(n, tmp_path):
     def stable(text: str) -> list[str]:
         return [line for line in text.splitlines() if not line.startswith(RACY_LINES)]
 
-    assert stable(out.read_text()) == stable(probe_text(n))
+    assert stable(out.read_text()) == stable((PROBE_DIR / f"probe{n}{disk_kind}.out").read_text())
+
+
+def test_irq_line_levels_match_qemu():
+    """probe3 made IRQ 14/15 level-triggered in the ELCR so the PIC's IRR shows the line; replay it here."""
+    golden = [(tag, int(a), int(b)) for tag, a, b in
+              re.findall(r"^(.*): irq14=(\d) irq15=(\d)$", probe_text(3), re.M)]
+    m = IdeMachine()
+    bm = m.bmbase
+    m.enable_bus_master()
+    seen = []
+
+    def lv(tag: str) -> None:
+        seen.append((tag, m.ch0.state.irq_level, m.ch1.state.irq_level))
+
+    def drain_words(n=256):
+        for _ in range(n):
+            m.inw(0x1F0)
+
+    lv("boot")
+    m.outb(0x1F6, 0xA0); m.inb(0x1F7); lv("select+status")
+    m.outb(0x1F7, 0xEC); lv("identify"); m.inb(0x3F6); lv("after alt"); m.inb(0x1F7); lv("after status")
+    drain_words(); lv("identify drained")
+    m.outb(0x1F7, 0xEC); lv("identify2"); m.outb(0x1F7, 0xE5); lv("cmd during drq")
+    drain_words(); m.inb(0x1F7)
+    m.sel_lba(40, 2); m.outb(0x1F7, 0x30); lv("write cmd")
+    for i in range(256):
+        m.outw(0x1F0, i)
+    lv("write blk1"); m.inb(0x1F7); lv("write blk1 status")
+    for i in range(256):
+        m.outw(0x1F0, i)
+    lv("write blk2"); m.inb(0x1F7)
+    m.sel_lba(40, 2); m.outb(0x1F7, 0x20); lv("read cmd"); m.inb(0x1F7)
+    drain_words(); lv("read blk1 drained"); m.inb(0x1F7); drain_words(); lv("read blk2 drained")
+    m.outb(0x3F6, 0x02); m.outb(0x1F7, 0x01); lv("nien abort"); m.outb(0x3F6, 0x00); lv("nien cleared"); m.inb(0x1F7)
+    m.outb(0x1F7, 0x01); lv("abort"); m.outb(0x3F6, 0x02); lv("nien set while pending")
+    m.outb(0x3F6, 0x00); m.inb(0x1F7); lv("status")
+    m.outb(0x3F6, 0x04); lv("srst set"); m.outb(0x3F6, 0x00); lv("srst clear"); m.inb(0x1F7); lv("status")
+    m.outb(0x3F6, 0x06); m.outb(0x3F6, 0x02); lv("srst with nien"); m.outb(0x3F6, 0x00); m.inb(0x1F7)
+    m.outb(0x1F6, 0xA0)
+    m.ram.b[0x10000:0x10008] = (0x20000).to_bytes(4, "little") + (0x80000200).to_bytes(4, "little")
+    m.outb(bm, 0); m.outb(bm + 2, 6); m.outl(bm + 4, 0x10000); m.sel_lba(1, 1); m.inb(0x1F7)
+    m.outb(0x1F7, 0xC8); lv("dma cmd"); m.outb(bm, 9)
+    for _ in range(100_000):
+        if m.inb(bm + 2) & 4:
+            break
+    lv("dma done"); assert m.inb(bm + 2) == probe_value(3, "bmis")
+    m.outb(bm, 8); lv("dma stop"); m.inb(0x1F7); lv("dma status")
+    m.outb(0x176, 0xA0); m.outb(0x177, 0xEC); lv("sec identify")
+    assert m.inb(0x376) == probe_value(3, "sec st") == 0
+    m.inb(0x177); lv("sec status")
+    m.outb(0x177, 0x20); lv("sec read"); m.outb(0x376, 0x04); lv("sec srst"); m.outb(0x376, 0x00)
+    m.inb(0x177); lv("sec status2")
+    m.outb(0x1F6, 0xB0); m.outb(0x1F7, 0xEC); lv("slave identify")
+    assert seen == golden
+
+
+@pytest.mark.parametrize("disk,out", [(pattern_disk, "probe3.out"), (mbr_pattern_disk, "probe3-mbr.out")])
+def test_geometry_matches_qemu(disk, out):
+    from tests.devices.ide_harness import PROBE_DIR
+    golden = [int(x, 16) for x in re.search(r"^geo: (.*)$", (PROBE_DIR / out).read_text(), re.M).group(1).split()]
+    w = identify(IdeMachine(master=FakeDisk(disk())))
+    assert [w[i] for i in (1, 3, 6, 54, 55, 56, 57, 58)] == golden
