@@ -32,6 +32,7 @@ from typing import Callable, Optional
 
 from emu import EmuError
 from emu.devices.base import Device, IrqSetter
+from emu.devices.bus import PortBus
 
 # --- NIC memory map (QEMU hw/net/ne2000.h) -----------------------------------
 NE2000_PMEM_SIZE = 32 * 1024
@@ -278,7 +279,7 @@ class Ne2000(Device):
         """(first port, count) the card decodes."""
         return self.iobase, PORT_COUNT
 
-    def map(self, bus) -> None:
+    def map(self, bus: PortBus) -> None:
         """Claim the card's ports on an :class:`emu.devices.bus.PortBus`."""
         bus.map(self.iobase, PORT_COUNT, self.io_read, self.io_write, self.name)
 

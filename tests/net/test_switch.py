@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from emu import EmuError
 from emu.devices.ne2000 import CR, RCR, Ne2000
@@ -274,3 +275,36 @@ def test_forward_result_as_dict_is_json_ready():
     d = json.loads(json.dumps(r.as_dict()))
     assert d == {"time_ns": 0, "port": 0, "vlan": 1, "src": A.hex(), "dst": B.hex(), "length": 60,
                  "delivered": [], "refused": [], "drop": "no_destination"}
+
+
+MACS = [bytes([0x52, 0x54, 0, 0, 0, i]) for i in range(6)] + [BCAST, bytes.fromhex("01005e000001")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("send"), st.integers(0, 3), st.sampled_from(MACS), st.integers(0, 5)),
+    st.tuples(st.just("move"), st.integers(0, 3), st.sampled_from([1, 2, 3]), st.just(0)),
+), max_size=60))
+def test_property_no_leak_across_vlans_and_never_back_to_sender(ops):
+    sw = VirtualSwitch()
+    log: list[tuple[int, bytes]] = []
+    for i in range(4):
+        sw.add_port(f"p{i}", (lambda n: lambda f: (log.append((n, f)), True)[1])(i), 1 + i % 2)
+    for op, port, mac, src in ops:
+        if op == "move":
+            sw.set_vlan(port, mac)
+            continue
+        log.clear()
+        f = eth(mac, MACS[src], bytes([port]))
+        vlans = {p.number: p.vlan for p in sw.ports}
+        r = sw.ingress(port, f)
+        receivers = [n for n, _ in log]
+        assert port not in receivers
+        assert all(vlans[n] == vlans[port] for n in receivers)
+        assert all(frame == f for _, frame in log)
+        assert receivers == sorted(set(receivers))
+        assert tuple(receivers) == r.delivered
+        if not receivers:
+            assert r.drop is not None
+    total_in = sum(p.counters.frames_in for p in sw.ports)
+    assert total_in == sum(1 for op in ops if op[0] == "send")
