@@ -287,7 +287,7 @@ class Ne2000(Device):
     def reset(self) -> None:
         """Reset port read / power-on (QEMU ``ne2000_reset``): ISR = RST, PROM rebuilt; other registers keep their values."""
         s = self.state
-        s.isr = ISR.RST
+        s.isr = int(ISR.RST)
         s.mem[0:PROM_SIZE] = prom_after_reset(s.mem, self.mac)
         # QEMU does not re-evaluate the IRQ line here (RST is outside the 0x7F mask anyway).
 
@@ -416,9 +416,9 @@ class Ne2000(Device):
         s.cmd = val
         if val & CR.STP:
             return
-        s.isr &= ~ISR.RST
+        s.isr &= ~int(ISR.RST)
         if val & (CR.RD0 | CR.RD1) and s.rcnt == 0:
-            s.isr |= ISR.RDC
+            s.isr |= int(ISR.RDC)
             self._update_irq()
         if val & CR.TXP:
             index = s.tpsr << 8
@@ -427,9 +427,9 @@ class Ne2000(Device):
             if index + s.tcnt <= NE2000_PMEM_END:  # QEMU's "fail safe" range check
                 self.on_transmit(bytes(s.mem[index:index + s.tcnt]))
             # QEMU reports success whether or not the frame went out.
-            s.tsr = TSR.PTX
-            s.isr |= ISR.PTX
-            s.cmd &= ~CR.TXP
+            s.tsr = int(TSR.PTX)
+            s.isr |= int(ISR.PTX)
+            s.cmd &= ~int(CR.TXP)
             self._update_irq()
 
     # --- remote DMA ----------------------------------------------------------
@@ -448,7 +448,7 @@ class Ne2000(Device):
             s.rsar = s.start
         if s.rcnt <= length:
             s.rcnt = 0
-            s.isr |= ISR.RDC
+            s.isr |= int(ISR.RDC)
             self._update_irq()
         else:
             s.rcnt -= length
@@ -541,9 +541,9 @@ class Ne2000(Device):
         nxt = index + ((total_len + 4 + 255) & ~0xFF)  # 4 more bytes for the CRC
         if nxt >= s.stop:
             nxt -= s.stop - s.start
-        s.rsr = RSR.PRX
+        s.rsr = int(RSR.PRX)
         if buf[0] & 1:
-            s.rsr |= RSR.PHY
+            s.rsr |= int(RSR.PHY)
         mem[index] = s.rsr
         mem[index + 1] = (nxt >> 8) & 0xFF
         mem[index + 2] = total_len & 0xFF
@@ -560,7 +560,7 @@ class Ne2000(Device):
             if index == s.stop:
                 index = s.start
         s.curpag = (nxt >> 8) & 0xFF
-        s.isr |= ISR.PRX
+        s.isr |= int(ISR.PRX)
         self._update_irq()
         return RxResult.STORED
 
