@@ -31,10 +31,13 @@ Deliberate differences from QEMU (documented in docs/devices-ide.md):
   *k* of the scatter list completes ``ceil(len_k / bytes_per_insn)`` guest
   instructions after entry *k-1* (one clock timer per entry, data copied in one
   slice per entry), so Active is visibly set for a deterministic window.
-* **DMA outside guest RAM** (a PRD table or buffer not in RAM): Error is set,
-  Active cleared, the ATA command aborts (0x41/ABRT) with an IRQ, so BMIS reads
-  0x06.  QEMU silently drops such data; a real PIIX gets a master abort.
-  Host memory is never touched.
+* **DMA outside guest RAM** sets BMIS Error (QEMU ignores it silently) and
+  never touches host memory.  A PRD table entry outside RAM ends the table
+  there (Error); if the entries read so far do not cover the transfer, this
+  is Intel's "bus error" row: no data, ATA 0x50, no IRQ, BMIS 0x02.  A data
+  buffer outside RAM is skipped (Error): a READ DMA leaves memory alone, a
+  WRITE DMA stores zeros for it, as QEMU's unassigned reads give; the
+  transfer then completes as in QEMU (ATA 0x50, IRQ), so BMIS reads 0x06.
 
 Kept from QEMU: clearing Start while a transfer is in flight completes it at
 once (QEMU drains the request: the data arrives, the IRQ fires); with the PCI
@@ -224,11 +227,10 @@ class BmDmaChannel:
         else:
             s.status &= ~BMIS_ACTIVE
 
-    def _bus_error(self, drive: AtaDrive, what: str) -> None:
-        self.owner.warn(f"bm{self.index}: {what} outside guest RAM: Error set, command aborted")
+    def _bus_error(self, what: str) -> None:
+        """Master abort: Error set and reported; the caller decides what the transfer does next."""
+        self.owner.warn(f"bm{self.index}: {what} outside guest RAM: Error set")
         self.st.status |= BMIS_ERROR
-        drive.dma_error()
-        self._set_inactive(False)
 
     def _begin(self) -> None:
         """Walk the PRD table, check the request, then start the paced transfer."""
@@ -244,8 +246,8 @@ class BmDmaChannel:
         last = False
         while not last and (s.cur_addr - s.addr) & 0xFFFFFFFF < PRD_TABLE_LIMIT:
             if not mem.contains(s.cur_addr, 8):
-                self._bus_error(drive, f"PRD table entry at {s.cur_addr:#x}")
-                return
+                self._bus_error(f"PRD table entry at {s.cur_addr:#x}")
+                break
             entry = mem.read(s.cur_addr, 8)
             s.cur_addr = (s.cur_addr + 8) & 0xFFFFFFFF
             base = int.from_bytes(entry[0:4], "little")
@@ -298,11 +300,10 @@ class BmDmaChannel:
         drive = self.channel.drives[s.unit]
         base, length = s.sg[s.sg_index]
         mem = self._memory()
-        if not mem.contains(base, length):
-            self._bus_error(drive, f"buffer {base:#x}+{length:#x}")
-            return
         off = s.offset
-        if self._staging is None:
+        if not mem.contains(base, length):
+            self._bus_error(f"buffer {base:#x}+{length:#x}")   # staging keeps zeros for a write
+        elif self._staging is None:
             mem.write(base, self._data[off:off + length])
         else:
             self._staging[off:off + length] = mem.read(base, length)
