@@ -243,7 +243,7 @@ class BmDmaChannel:
         mem = self._memory()
         sg: list[list[int]] = []
         got = described = 0
-        last = False
+        last = crossing_warned = False
         while not last and (s.cur_addr - s.addr) & 0xFFFFFFFF < PRD_TABLE_LIMIT:
             if not mem.contains(s.cur_addr, 8):
                 self._bus_error(f"PRD table entry at {s.cur_addr:#x}")
@@ -254,7 +254,8 @@ class BmDmaChannel:
             count = int.from_bytes(entry[4:8], "little")
             length = (count & 0xFFFE) or 0x10000
             last = bool(count & PRD_EOT)
-            if base >> 16 != (base + length - 1) >> 16:
+            if not crossing_warned and base >> 16 != (base + length - 1) >> 16:
+                crossing_warned = True  # once per command: a hostile table cannot flood the log
                 self.owner.warn(f"bm{self.index}: PRD {base:#x}+{length:#x} crosses a 64 KiB boundary")
             take = min(need - got, length)
             if take > 0:
