@@ -193,7 +193,7 @@ class PacketReader:
                 elif b == BREAK_IN:
                     self.events.append(BreakIn())
             elif self._state == 1:
-                if False:
+                if b == 0x24:
                     self._start()
                 elif b == 0x23:  # '#'
                     self._state = 2
