@@ -3,7 +3,10 @@
 A convenience for the machine: everything in one object, ports mapped, BAR4
 moves followed, bus master DMA gated by the IDE function's command bit 2.
 Disks: ``disks[0..3]`` = primary master, primary slave, secondary master,
-secondary slave (QEMU ``-drive index=0..3``).
+secondary slave (QEMU ``-drive index=0..3``).  ``qemu_defaults`` selects
+the PCI images of QEMU's default configuration (BAR4 0xC041) or of
+``-nodefaults`` (BAR4 0xC001); note that QEMU's default configuration also has
+an (empty) ATAPI CD-ROM as secondary master, which is not modelled.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from emu.devices.ata import AtaChannel, AtaDrive
 from emu.devices.base import GuestMemory, IrqSetter
 from emu.devices.bmdma import DEFAULT_BYTES_PER_INSN, BusMasterIde
 from emu.devices.pci import PciHost
-from emu.devices.piix import DEFAULT_BAR4, PcPciFunctions
+from emu.devices.piix import PcPciFunctions
 
 
 class PcIde:
@@ -22,7 +25,7 @@ class PcIde:
 
     def __init__(self, bus, memory: GuestMemory, clock: Clock, irq14: Optional[IrqSetter] = None,
                  irq15: Optional[IrqSetter] = None, disks: Sequence[Optional[Any]] = (),
-                 read_only: Sequence[bool] = (), bar4: int = DEFAULT_BAR4,
+                 read_only: Sequence[bool] = (), bar4: Optional[int] = None, qemu_defaults: bool = True,
                  bytes_per_insn: int = DEFAULT_BYTES_PER_INSN,
                  on_reset_request: Optional[Callable[[int], None]] = None,
                  log: Optional[Callable[[str], None]] = None):
@@ -30,7 +33,7 @@ class PcIde:
         ro = list(read_only) + [False] * (4 - len(read_only))
         self.bus = bus
         self.pci = PciHost(on_reset_request=on_reset_request)
-        self.functions = PcPciFunctions(self.pci, bar4=bar4)
+        self.functions = PcPciFunctions(self.pci, bar4=bar4, qemu_defaults=qemu_defaults)
         self.channels = (AtaChannel(True, set_irq=irq14, master=disks[0], slave=disks[1],
                                     master_read_only=ro[0], slave_read_only=ro[1]),
                          AtaChannel(False, set_irq=irq15, master=disks[2], slave=disks[3],

@@ -33,6 +33,8 @@ BMIBA_SIZE = 16
 """Bytes of the bus master block: 8 per channel (PIIX3 datasheet 2.7)."""
 DEFAULT_BAR4 = 0xC041
 """BAR4 as SeaBIOS leaves it under QEMU's default ``pc`` configuration (I/O space bit set)."""
+NODEFAULTS_BAR4 = 0xC001
+"""BAR4 under ``-nodefaults`` (no NIC claims 0xC000 first)."""
 IDETIM_PRI = 0x40
 IDETIM_SEC = 0x42
 
@@ -72,10 +74,19 @@ class Piix3Isa(PciFunction):
 
 
 class Piix4Acpi(PciFunction):
-    """00:01.3 power management function (PIIX4 function 3); PM base 0x600 at 0x40, SCI on IRQ 9."""
+    """00:01.3 power management function (PIIX4 function 3); PM base 0x600 at 0x40, SCI on IRQ 9.
 
-    def __init__(self) -> None:
-        super().__init__("piix4-acpi", _image(_PIIX4_ACPI))
+    With QEMU's default devices (serial and parallel ports present) QEMU sets
+    device resource byte 0x5F to 0x90 (0x10 without them) and 0x67 to 0x08
+    (0 without); both observed, with and without ``-nodefaults``.
+    """
+
+    def __init__(self, qemu_defaults: bool = True) -> None:
+        image = bytearray(_image(_PIIX4_ACPI))
+        if qemu_defaults:
+            image[0x5F] = 0x90
+            image[0x67] = 0x08
+        super().__init__("piix4-acpi", bytes(image))
 
 
 class Piix3Ide(PciFunction):
@@ -106,14 +117,22 @@ class Piix3Ide(PciFunction):
 
 
 class PcPciFunctions:
-    """The bus-0 functions of QEMU's ``pc`` machine registered on a :class:`PciHost`."""
+    """The bus-0 functions of QEMU's ``pc`` machine registered on a :class:`PciHost`.
 
-    def __init__(self, host: PciHost, bar4: int = DEFAULT_BAR4):
+    ``qemu_defaults`` picks the image of QEMU's default configuration (BAR4
+    0xC041, serial/parallel bits in the PM function) or of ``-nodefaults``
+    (BAR4 0xC001); ``bar4`` overrides the BAR.  VGA (00:02.0) and the NIC
+    (00:03.0) of the default configuration are not part of this set.
+    """
+
+    def __init__(self, host: PciHost, bar4: Optional[int] = None, qemu_defaults: bool = True):
         self.host = host
+        if bar4 is None:
+            bar4 = DEFAULT_BAR4 if qemu_defaults else NODEFAULTS_BAR4
         self.i440fx = I440FX()
         self.isa = Piix3Isa()
         self.ide = Piix3Ide(bar4)
-        self.acpi = Piix4Acpi()
+        self.acpi = Piix4Acpi(qemu_defaults)
         host.add(0, 0, self.i440fx)
         host.add(1, 0, self.isa)
         host.add(1, 1, self.ide)

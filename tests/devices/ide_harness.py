@@ -19,9 +19,9 @@ PROBE_DIR = Path(__file__).resolve().parent / "qemu_probe"
 DISK_SECTORS = 2048
 
 
-def probe_text(n: int) -> str:
-    """Transcript of probe ``n`` under QEMU 7.2."""
-    return (PROBE_DIR / f"probe{n}.out").read_text()
+def probe_text(n: int, variant: str = "") -> str:
+    """Transcript of probe ``n`` under QEMU 7.2 (``variant`` "-default": without ``-nodefaults``)."""
+    return (PROBE_DIR / f"probe{n}{variant}.out").read_text()
 
 
 def probe_value(n: int, key: str) -> int:
@@ -104,8 +104,9 @@ class FakeRam:
 class IdeMachine:
     """PCI host + PIIX functions + both ATA channels + bus master block on one PortBus."""
 
-    def __init__(self, master: Optional[FakeDisk] = None, bar4: int = 0xC001, ram: int = 1 << 20,
-                 insns_per_io: int = 10, bytes_per_insn: int = 4, slave: Optional[FakeDisk] = None):
+    def __init__(self, master: Optional[FakeDisk] = None, bar4: Optional[int] = None, ram: int = 1 << 20,
+                 insns_per_io: int = 10, bytes_per_insn: int = 4, slave: Optional[FakeDisk] = None,
+                 qemu_defaults: bool = False):
         self.t = 0
         self.insns_per_io = insns_per_io
         self.clock = Clock(icount=lambda: self.t)
@@ -114,7 +115,8 @@ class IdeMachine:
         self.disk = master if master is not None else FakeDisk(pattern_disk())
         self.ram = FakeRam(ram)
         self.ide = PcIde(self.bus, self.ram, self.clock, irq14=self.irq[14].append, irq15=self.irq[15].append,
-                         disks=[self.disk, slave], bar4=bar4, bytes_per_insn=bytes_per_insn)
+                         disks=[self.disk, slave], bar4=bar4, bytes_per_insn=bytes_per_insn,
+                         qemu_defaults=qemu_defaults)
         self.pci = self.ide.pci
         self.fns = self.ide.functions
         self.ch0, self.ch1 = self.ide.channels

@@ -513,7 +513,7 @@ RACY_LINES = ("r3 after blk1 raw:", "srst set m:")
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("n,disk_kind", [(1, ""), (2, ""), (3, ""), (3, "-mbr")])
+@pytest.mark.parametrize("n,disk_kind", [(1, ""), (1, "-default"), (2, ""), (3, ""), (3, "-mbr")])
 def test_probe_transcripts_match_qemu(n, disk_kind, tmp_path):
     """Re-run the probe kernel under qemu-system-i386: the recorded golden transcript is what QEMU prints."""
     import subprocess
@@ -526,8 +526,9 @@ def test_probe_transcripts_match_qemu(n, disk_kind, tmp_path):
     subprocess.run(["gcc", "-m32", "-ffreestanding", "-fno-pic", "-fno-stack-protector", "-O1", "-nostdlib",
                     "-c", str(PROBE_DIR / f"probe{n}.c"), "-o", str(obj)], check=True)
     subprocess.run(["ld", "-m", "elf_i386", "-T", str(PROBE_DIR / "link.ld"), str(obj), "-o", str(elf)], check=True)
-    disk.write_bytes(bytes(mbr_pattern_disk() if disk_kind else pattern_disk()))
-    subprocess.run(["qemu-system-i386", "-nodefaults", "-display", "none", "-m", "32", "-kernel", str(elf),
+    disk.write_bytes(bytes(mbr_pattern_disk() if disk_kind == "-mbr" else pattern_disk()))
+    defaults = [] if disk_kind == "-default" else ["-nodefaults"]
+    subprocess.run(["qemu-system-i386", *defaults, "-display", "none", "-m", "32", "-kernel", str(elf),
                     "-drive", f"file={disk},format=raw,if=ide,index=0", "-debugcon", f"file:{out}",
                     "-device", "isa-debug-exit,iobase=0xf4,iosize=1"], timeout=60, check=False)
 

@@ -11,17 +11,19 @@ from emu.devices.piix import DEFAULT_BAR4, Piix3Ide
 from tests.devices.ide_harness import IdeMachine, probe_text, probe_value
 
 
-def probe_config(fn: str) -> list[int]:
-    m = re.search(rf"^cfg {re.escape(fn)}: (.*)$", probe_text(1), re.M)
+def probe_config(fn: str, variant: str = "") -> list[int]:
+    m = re.search(rf"^cfg {re.escape(fn)}: (.*)$", probe_text(1, variant), re.M)
     assert m
     return [int(x, 16) for x in m.group(1).split()]
 
 
+@pytest.mark.parametrize("defaults,variant", [(False, ""), (True, "-default")])
 @pytest.mark.parametrize("dev,fn,name", [(0, 0, "00.0"), (1, 0, "01.0"), (1, 1, "01.1"), (1, 3, "01.3")])
-def test_config_space_matches_qemu(dev, fn, name):
-    m = IdeMachine(bar4=0xC001)  # the probe ran with -nodefaults: BAR4 = 0xC001
+def test_config_space_matches_qemu(dev, fn, name, defaults, variant):
+    """probe1.out ran with -nodefaults (BAR4 0xC001), probe1-default.out without (BAR4 0xC041)."""
+    m = IdeMachine(qemu_defaults=defaults)
     got = [m.cfgl(dev, fn, r) for r in range(0, 256, 4)]
-    assert got == probe_config(name)
+    assert got == probe_config(name, variant)
 
 
 def test_identity_fields_read_by_width():
@@ -40,7 +42,9 @@ def test_identity_fields_read_by_width():
 
 def test_default_bar4_is_c041():
     m = IdeMachine(bar4=DEFAULT_BAR4)
-    assert m.cfgl(1, 1, 0x20) == 0xC041
+    assert m.cfgl(1, 1, 0x20) == 0xC041 == IdeMachine(qemu_defaults=True).cfgl(1, 1, 0x20)
+    assert probe_value(1, "bm") == 0xC000 and int(re.search(r"^bm=([0-9a-f]+)$", probe_text(1, "-default"),
+                                                              re.M).group(1), 16) == 0xC040
     assert m.fns.ide.bar4_base == 0xC040
     assert m.fns.ide.idetim == (0x8000, 0x8000)
 
@@ -69,7 +73,7 @@ def test_low_address_bits_offset_the_data_window():
 
 
 def test_bar_sizing_and_restore():
-    m = IdeMachine(bar4=0xC001)
+    m = IdeMachine()
     text = probe_text(1)
     for r in range(0x10, 0x28, 4):
         old = m.cfgl(1, 1, r)
@@ -99,7 +103,7 @@ def test_write_masks_match_qemu():
 
 
 def test_bar4_move_remaps_bus_master_ports():
-    m = IdeMachine(bar4=0xC001)
+    m = IdeMachine()
     moves = []
     m.fns.ide.on_bar4_change = lambda old, new: (moves.append((old, new)), m.bm.remap(m.bus, old, new))
     m.cfgwl(1, 1, 0x20, 0xD001)
