@@ -526,10 +526,10 @@ class AtaDrive:
         self.channel.raise_irq()
 
     # --- commands (each returns True when the generic completion should run) ------------
-    def cmd_nop(self, cmd: int) -> bool:
+    def _cmd_nop(self, cmd: int) -> bool:
         return True
 
-    def cmd_identify(self, cmd: int) -> bool:
+    def _cmd_identify(self, cmd: int) -> bool:
         if not self.st.present:
             self.abort()
             return True
@@ -542,7 +542,7 @@ class AtaDrive:
         self.channel.raise_irq()
         return False
 
-    def cmd_read_pio(self, cmd: int) -> bool:
+    def _cmd_read_pio(self, cmd: int) -> bool:
         if not self.st.present:
             self.abort()
             return True
@@ -551,7 +551,7 @@ class AtaDrive:
         self.sector_read()
         return False
 
-    def cmd_write_pio(self, cmd: int) -> bool:
+    def _cmd_write_pio(self, cmd: int) -> bool:
         if not self.st.present:
             self.abort()
             return True
@@ -561,7 +561,7 @@ class AtaDrive:
         self._open_write_block(1)
         return False
 
-    def cmd_read_multiple(self, cmd: int) -> bool:
+    def _cmd_read_multiple(self, cmd: int) -> bool:
         if not self.st.present or not self.st.mult_sectors:
             self.abort()
             return True
@@ -570,7 +570,7 @@ class AtaDrive:
         self.sector_read()
         return False
 
-    def cmd_write_multiple(self, cmd: int) -> bool:
+    def _cmd_write_multiple(self, cmd: int) -> bool:
         if not self.st.present or not self.st.mult_sectors:
             self.abort()
             return True
@@ -580,7 +580,7 @@ class AtaDrive:
         self._open_write_block(min(self.st.nsector, self.st.req_nb_sectors))
         return False
 
-    def cmd_set_multiple(self, cmd: int) -> bool:
+    def _cmd_set_multiple(self, cmd: int) -> bool:
         n = self.st.nsector & 0xFF
         if n and (n > MAX_MULT_SECTORS or n & (n - 1)):
             self.abort()
@@ -588,7 +588,7 @@ class AtaDrive:
             self.st.mult_sectors = n
         return True
 
-    def cmd_read_dma(self, cmd: int) -> bool:
+    def _cmd_read_dma(self, cmd: int) -> bool:
         if not self.st.present:
             self.abort()
             return True
@@ -596,7 +596,7 @@ class AtaDrive:
         self.start_dma(DmaCmd.READ)
         return False
 
-    def cmd_write_dma(self, cmd: int) -> bool:
+    def _cmd_write_dma(self, cmd: int) -> bool:
         if not self.st.present:
             self.abort()
             return True
@@ -604,7 +604,7 @@ class AtaDrive:
         self.start_dma(DmaCmd.WRITE)
         return False
 
-    def cmd_flush(self, cmd: int) -> bool:
+    def _cmd_flush(self, cmd: int) -> bool:
         flush = getattr(self.backing, "flush", None)
         if flush is not None and self.writable:
             try:
@@ -616,11 +616,11 @@ class AtaDrive:
         self.channel.raise_irq()
         return False
 
-    def cmd_verify(self, cmd: int) -> bool:
+    def _cmd_verify(self, cmd: int) -> bool:
         self.lba48_transform(cmd in LBA48_COMMANDS)
         return True
 
-    def cmd_read_native_max(self, cmd: int) -> bool:
+    def _cmd_read_native_max(self, cmd: int) -> bool:
         if self.st.sectors == 0:
             self.abort()
             return True
@@ -628,22 +628,22 @@ class AtaDrive:
         self.set_sector(self.st.sectors - 1)
         return True
 
-    def cmd_check_power_mode(self, cmd: int) -> bool:
+    def _cmd_check_power_mode(self, cmd: int) -> bool:
         self.st.nsector = 0xFF  # active or idle
         return True
 
-    def cmd_freeze_lock(self, cmd: int) -> bool:
+    def _cmd_freeze_lock(self, cmd: int) -> bool:
         self.st.nsector = 0  # QEMU treats 0xF5 as CFA WEAR LEVEL
         return True
 
-    def cmd_diagnostic(self, cmd: int) -> bool:
+    def _cmd_diagnostic(self, cmd: int) -> bool:
         self.set_signature()
         self.st.status = DRDY | DSC
         self.st.error = 0x01  # device 0 passed, device 1 passed or absent
         self.channel.raise_irq()
         return False
 
-    def cmd_set_features(self, cmd: int) -> bool:
+    def _cmd_set_features(self, cmd: int) -> bool:
         s = self.st
         if not s.present:
             self.abort()
@@ -658,7 +658,7 @@ class AtaDrive:
             if ident:
                 put_word(ident, 85, (1 << 14) | 1)
             s.status |= BSY
-            return self.cmd_flush(cmd)
+            return self._cmd_flush(cmd)
         if feature in (0xCC, 0x66, 0xAA, 0x55, 0x05, 0x85, 0x69, 0x67, 0x96, 0x9A, 0x42, 0xC2):
             return True
         if feature == 0x03:      # set transfer mode (count = mode)
@@ -681,50 +681,50 @@ _DSC = 1
 """Command table flag: set DSC on successful completion (QEMU SET_DSC)."""
 
 COMMANDS: dict[int, tuple[Callable[[AtaDrive, int], bool], int]] = {
-    Cmd.RECALIBRATE: (AtaDrive.cmd_nop, _DSC),
-    Cmd.READ_SECTORS: (AtaDrive.cmd_read_pio, 0),
-    Cmd.READ_SECTORS_NORETRY: (AtaDrive.cmd_read_pio, 0),
-    Cmd.READ_SECTORS_EXT: (AtaDrive.cmd_read_pio, 0),
-    Cmd.READ_DMA_EXT: (AtaDrive.cmd_read_dma, 0),
-    Cmd.READ_NATIVE_MAX_EXT: (AtaDrive.cmd_read_native_max, _DSC),
-    Cmd.READ_MULTIPLE_EXT: (AtaDrive.cmd_read_multiple, 0),
-    Cmd.WRITE_SECTORS: (AtaDrive.cmd_write_pio, 0),
-    Cmd.WRITE_SECTORS_NORETRY: (AtaDrive.cmd_write_pio, 0),
-    Cmd.WRITE_SECTORS_EXT: (AtaDrive.cmd_write_pio, 0),
-    Cmd.WRITE_DMA_EXT: (AtaDrive.cmd_write_dma, 0),
-    Cmd.WRITE_MULTIPLE_EXT: (AtaDrive.cmd_write_multiple, 0),
-    Cmd.WRITE_VERIFY: (AtaDrive.cmd_write_pio, 0),
-    Cmd.READ_VERIFY: (AtaDrive.cmd_verify, _DSC),
-    Cmd.READ_VERIFY_NORETRY: (AtaDrive.cmd_verify, _DSC),
-    Cmd.READ_VERIFY_EXT: (AtaDrive.cmd_verify, _DSC),
-    Cmd.SEEK: (AtaDrive.cmd_nop, _DSC),
-    Cmd.EXECUTE_DEVICE_DIAGNOSTIC: (AtaDrive.cmd_diagnostic, 0),
-    Cmd.INITIALIZE_DEVICE_PARAMETERS: (AtaDrive.cmd_nop, _DSC),
-    Cmd.STANDBY_IMMEDIATE_ALT: (AtaDrive.cmd_nop, 0),
-    Cmd.IDLE_IMMEDIATE_ALT: (AtaDrive.cmd_nop, 0),
-    Cmd.STANDBY_ALT: (AtaDrive.cmd_nop, 0),
-    Cmd.IDLE_ALT: (AtaDrive.cmd_nop, 0),
-    Cmd.CHECK_POWER_MODE_ALT: (AtaDrive.cmd_check_power_mode, _DSC),
-    Cmd.SLEEP_ALT: (AtaDrive.cmd_nop, 0),
-    Cmd.READ_MULTIPLE: (AtaDrive.cmd_read_multiple, 0),
-    Cmd.WRITE_MULTIPLE: (AtaDrive.cmd_write_multiple, 0),
-    Cmd.SET_MULTIPLE_MODE: (AtaDrive.cmd_set_multiple, _DSC),
-    Cmd.READ_DMA: (AtaDrive.cmd_read_dma, 0),
-    Cmd.READ_DMA_NORETRY: (AtaDrive.cmd_read_dma, 0),
-    Cmd.WRITE_DMA: (AtaDrive.cmd_write_dma, 0),
-    Cmd.WRITE_DMA_NORETRY: (AtaDrive.cmd_write_dma, 0),
-    Cmd.STANDBY_IMMEDIATE: (AtaDrive.cmd_nop, 0),
-    Cmd.IDLE_IMMEDIATE: (AtaDrive.cmd_nop, 0),
-    Cmd.STANDBY: (AtaDrive.cmd_nop, 0),
-    Cmd.IDLE: (AtaDrive.cmd_nop, 0),
-    Cmd.CHECK_POWER_MODE: (AtaDrive.cmd_check_power_mode, _DSC),
-    Cmd.SLEEP: (AtaDrive.cmd_nop, 0),
-    Cmd.FLUSH_CACHE: (AtaDrive.cmd_flush, 0),
-    Cmd.FLUSH_CACHE_EXT: (AtaDrive.cmd_flush, 0),
-    Cmd.IDENTIFY_DEVICE: (AtaDrive.cmd_identify, 0),
-    Cmd.SET_FEATURES: (AtaDrive.cmd_set_features, _DSC),
-    Cmd.SECURITY_FREEZE_LOCK: (AtaDrive.cmd_freeze_lock, _DSC),
-    Cmd.READ_NATIVE_MAX_ADDRESS: (AtaDrive.cmd_read_native_max, _DSC),
+    Cmd.RECALIBRATE: (AtaDrive._cmd_nop, _DSC),
+    Cmd.READ_SECTORS: (AtaDrive._cmd_read_pio, 0),
+    Cmd.READ_SECTORS_NORETRY: (AtaDrive._cmd_read_pio, 0),
+    Cmd.READ_SECTORS_EXT: (AtaDrive._cmd_read_pio, 0),
+    Cmd.READ_DMA_EXT: (AtaDrive._cmd_read_dma, 0),
+    Cmd.READ_NATIVE_MAX_EXT: (AtaDrive._cmd_read_native_max, _DSC),
+    Cmd.READ_MULTIPLE_EXT: (AtaDrive._cmd_read_multiple, 0),
+    Cmd.WRITE_SECTORS: (AtaDrive._cmd_write_pio, 0),
+    Cmd.WRITE_SECTORS_NORETRY: (AtaDrive._cmd_write_pio, 0),
+    Cmd.WRITE_SECTORS_EXT: (AtaDrive._cmd_write_pio, 0),
+    Cmd.WRITE_DMA_EXT: (AtaDrive._cmd_write_dma, 0),
+    Cmd.WRITE_MULTIPLE_EXT: (AtaDrive._cmd_write_multiple, 0),
+    Cmd.WRITE_VERIFY: (AtaDrive._cmd_write_pio, 0),
+    Cmd.READ_VERIFY: (AtaDrive._cmd_verify, _DSC),
+    Cmd.READ_VERIFY_NORETRY: (AtaDrive._cmd_verify, _DSC),
+    Cmd.READ_VERIFY_EXT: (AtaDrive._cmd_verify, _DSC),
+    Cmd.SEEK: (AtaDrive._cmd_nop, _DSC),
+    Cmd.EXECUTE_DEVICE_DIAGNOSTIC: (AtaDrive._cmd_diagnostic, 0),
+    Cmd.INITIALIZE_DEVICE_PARAMETERS: (AtaDrive._cmd_nop, _DSC),
+    Cmd.STANDBY_IMMEDIATE_ALT: (AtaDrive._cmd_nop, 0),
+    Cmd.IDLE_IMMEDIATE_ALT: (AtaDrive._cmd_nop, 0),
+    Cmd.STANDBY_ALT: (AtaDrive._cmd_nop, 0),
+    Cmd.IDLE_ALT: (AtaDrive._cmd_nop, 0),
+    Cmd.CHECK_POWER_MODE_ALT: (AtaDrive._cmd_check_power_mode, _DSC),
+    Cmd.SLEEP_ALT: (AtaDrive._cmd_nop, 0),
+    Cmd.READ_MULTIPLE: (AtaDrive._cmd_read_multiple, 0),
+    Cmd.WRITE_MULTIPLE: (AtaDrive._cmd_write_multiple, 0),
+    Cmd.SET_MULTIPLE_MODE: (AtaDrive._cmd_set_multiple, _DSC),
+    Cmd.READ_DMA: (AtaDrive._cmd_read_dma, 0),
+    Cmd.READ_DMA_NORETRY: (AtaDrive._cmd_read_dma, 0),
+    Cmd.WRITE_DMA: (AtaDrive._cmd_write_dma, 0),
+    Cmd.WRITE_DMA_NORETRY: (AtaDrive._cmd_write_dma, 0),
+    Cmd.STANDBY_IMMEDIATE: (AtaDrive._cmd_nop, 0),
+    Cmd.IDLE_IMMEDIATE: (AtaDrive._cmd_nop, 0),
+    Cmd.STANDBY: (AtaDrive._cmd_nop, 0),
+    Cmd.IDLE: (AtaDrive._cmd_nop, 0),
+    Cmd.CHECK_POWER_MODE: (AtaDrive._cmd_check_power_mode, _DSC),
+    Cmd.SLEEP: (AtaDrive._cmd_nop, 0),
+    Cmd.FLUSH_CACHE: (AtaDrive._cmd_flush, 0),
+    Cmd.FLUSH_CACHE_EXT: (AtaDrive._cmd_flush, 0),
+    Cmd.IDENTIFY_DEVICE: (AtaDrive._cmd_identify, 0),
+    Cmd.SET_FEATURES: (AtaDrive._cmd_set_features, _DSC),
+    Cmd.SECURITY_FREEZE_LOCK: (AtaDrive._cmd_freeze_lock, _DSC),
+    Cmd.READ_NATIVE_MAX_ADDRESS: (AtaDrive._cmd_read_native_max, _DSC),
 }
 """Hard disk commands QEMU 7.2 accepts (``ide_cmd_table``, HD_OK), minus SMART and DSM; the rest abort."""
 
@@ -813,12 +813,12 @@ class AtaChannel(Device):
     # --- port I/O ----------------------------------------------------------------
     def io_read(self, port: int, size: int) -> int:
         """IN from the command block or the alternate status port."""
+        if port == self.base:  # the data port: the PIO hot path
+            drive = self.drives[self.state.unit]
+            return drive.data_read(2) & 0xFF if size == 1 else drive.data_read(size)
         if port == self.ctrl_port:
             return self._alt_status() | (0xFFFFFF00 & ((1 << (8 * size)) - 1))
         reg = port - self.base
-        if reg == 0:
-            value = self.selected.data_read(2 if size == 1 else size)
-            return value & 0xFF if size == 1 else value
         value = 0
         for i in range(size):
             byte = self._reg_read(reg + i) if reg + i < 8 else 0xFF
@@ -937,4 +937,4 @@ class AtaChannel(Device):
             d.st.status |= BSY
             d.transfer_stop()
             d.reset()
-            d.cmd_diagnostic(Cmd.EXECUTE_DEVICE_DIAGNOSTIC)
+            d._cmd_diagnostic(Cmd.EXECUTE_DEVICE_DIAGNOSTIC)

@@ -99,12 +99,15 @@ class NullMemory:
     """Guest memory seen with bus mastering disabled: reads give zeros, writes vanish (QEMU)."""
 
     def contains(self, addr: int, size: int) -> bool:
+        """Every address answers (with nothing)."""
         return True
 
     def read(self, addr: int, size: int) -> bytes:
+        """Zeros."""
         return bytes(size)
 
     def write(self, addr: int, data: bytes) -> None:
+        """Dropped."""
         return None
 
 
