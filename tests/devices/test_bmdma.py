@@ -440,3 +440,33 @@ def test_pc_ide_wiring_helpers():
     m.outb(m.bmbase + 2, 0x60)
     m.ide.reset()
     assert m.inb(m.bmbase + 2) == 0 and m.ch0.state.unit == 0
+
+
+def test_count_zero_means_256_sectors_lba28():
+    m = IdeMachine(ram=1 << 21)
+    start_read(m, 0, 0, [(0x100000, 0), (0x110000, 0)])   # count 0 = 256 sectors = 2 x 64 KiB
+    m.tick(100_000)
+    assert (m.inb(m.bmbase + 2), m.inb(0x1F7), m.inb(0x1F3), m.inb(0x1F4)) == (0x04, 0x50, 0x00, 0x01)
+    assert bytes(m.ram.b[0x100000:0x120000]) == bytes(m.disk.data[:256 * 512])
+
+
+def test_largest_transfer_65536_sectors_with_512_prds():
+    sectors = 65536 + 8
+    m = IdeMachine(master=FakeDisk(pattern_disk(sectors)), ram=(32 << 20) + (2 << 20))
+    m.enable_bus_master()
+    bm = m.bmbase
+    base = 2 << 20
+    for i in range(512):
+        flags = 0x80000000 if i == 511 else 0   # byte count 0 = 64 KiB
+        m.ram.b[PRD + 8 * i:PRD + 8 * i + 8] = (base + i * 65536).to_bytes(4, "little") + flags.to_bytes(4, "little")
+    m.outl(bm + 4, PRD)
+    m.outb(0x1F6, 0x40)
+    for reg in (2, 3, 4, 5):          # count 0/0 = 65536 sectors, LBA 8
+        m.outb(0x1F0 + reg, 0)
+        m.outb(0x1F0 + reg, 8 if reg == 3 else 0)
+    m.outb(0x1F7, 0x25)
+    m.outb(bm, 9)
+    m.tick(10_000_000)
+    assert (m.inb(bm + 2), m.inb(0x1F7)) == (0x04, 0x50)
+    assert m.ram.b[base:base + (32 << 20)] == m.disk.data[8 * 512:(8 + 65536) * 512]
+    assert m.bm.state.channels[0].cur_addr == PRD + 4096
