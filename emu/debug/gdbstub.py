@@ -51,6 +51,8 @@ class SessionEnd(enum.Enum):
     """gdb sent ``k``/``vKill``: ``target.kill()`` was called; stop the run."""
     DISCONNECTED = "disconnected"
     """The connection closed without ``D``/``k``: the guests stay stopped; serve again or stop."""
+    EXITED = "exited"
+    """The guest ended (``W``/``X`` was sent) and gdb went away: nothing left to debug."""
 
 
 class _Malformed(Exception):
@@ -174,7 +176,7 @@ class GdbStub:
                     self._log(f"-> {reply[:200]!r}")
                     conn.send_packet(reply)
         except ConnectionClosed:
-            return SessionEnd.DISCONNECTED
+            return SessionEnd.DISCONNECTED if self.last_stop.kind is StopKind.SIGNAL else SessionEnd.EXITED
         finally:
             try:
                 sock.close()
@@ -650,3 +652,23 @@ class GdbServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def serve_gdb(target: DebugTarget, listen: str, *, stream: Optional[TextIO] = None,
+              stub: Optional[GdbStub] = None, reconnect: bool = True) -> SessionEnd:
+    """What ``--gdb [HOST:]PORT`` does: listen (loopback by default), announce, serve gdb until it is done.
+
+    Returns when gdb detaches (run on without a debugger), kills (stop the run), or disconnects
+    after the guest ended; a gdb that merely disconnects is replaced by the next one unless
+    ``reconnect`` is False. EmuError when the address is unusable.
+    """
+    host, port = parse_listen_address(listen)
+    stub = stub or GdbStub(target)
+    with GdbServer(host, port) as server:
+        server.announce(stream)
+        while True:
+            end = server.serve_one(stub)
+            if end is not SessionEnd.DISCONNECTED or not reconnect:
+                return end
+            print("emu: gdb disconnected; waiting for the next one", file=stream if stream is not None else sys.stderr,
+                  flush=True)

@@ -138,7 +138,7 @@ def test_gdb_sees_guest_exit_status() -> None:
     t.load(0x1000, bytes.fromhex("404040f4"))
     run = run_gdb(t, ["continue"])
     assert "[Inferior 1 (Remote target) exited with code 03]" in run.stdout, run.transcript
-    assert run.session is SessionEnd.DISCONNECTED
+    assert run.session is SessionEnd.EXITED
 
 
 def test_gdb_kill() -> None:

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from emu import EmuError
-from emu.debug.gdbstub import GdbServer, SessionEnd, parse_listen_address
+from emu.debug.gdbstub import GdbServer, SessionEnd, parse_listen_address, serve_gdb
 from emu.debug.target import BreakKind, DebugTarget
 from emu.debug.protocol import rle_decode
 from emu.debug.targetxml import G_PACKET_SIZE, REGISTERS, decode_registers
@@ -450,3 +450,46 @@ def test_parse_listen_address(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_address_rejects(text: str) -> None:
     with pytest.raises(EmuError, match="--gdb"):
         parse_listen_address(text)
+
+
+class _Announcements(io.StringIO):
+    """A stderr stand-in that lets the test wait for a line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Event()
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        self.changed.set()
+        return n
+
+
+def test_serve_gdb_reconnects_until_detach(target: FakeTarget) -> None:
+    """--gdb semantics: a gdb that just disconnects is replaced by the next; D ends serving."""
+    note = _Announcements()
+    result: dict[str, SessionEnd] = {}
+    stub, errors = quiet_stub(target)
+    th = threading.Thread(target=lambda: result.setdefault("end", serve_gdb(target, "127.0.0.1:0", stream=note,
+                                                                            stub=stub)), daemon=True)
+    th.start()
+    assert note.changed.wait(10)
+    line = note.getvalue()
+    assert line.startswith("emu: gdb stub listening on 127.0.0.1:")
+    port = int(line.strip().rsplit(":", 1)[1])
+    first = socket.create_connection(("127.0.0.1", port), timeout=10)
+    first.sendall(b"$g#67")
+    assert first.recv(1) == b"+"
+    first.close()
+    second = socket.create_connection(("127.0.0.1", port), timeout=10)
+    second.sendall(b"$D#44")
+    th.join(10)
+    assert result["end"] is SessionEnd.DETACHED
+    assert "emu: gdb disconnected; waiting for the next one\n" in note.getvalue()
+    second.close()
+    assert errors.getvalue() == ""
+
+
+def test_serve_gdb_bad_address(target: FakeTarget) -> None:
+    with pytest.raises(EmuError, match="--gdb: bad port"):
+        serve_gdb(target, "localhost:http")
