@@ -598,3 +598,30 @@ def test_geometry_matches_qemu(disk, out):
     golden = [int(x, 16) for x in re.search(r"^geo: (.*)$", (PROBE_DIR / out).read_text(), re.M).group(1).split()]
     w = identify(IdeMachine(master=FakeDisk(disk())))
     assert [w[i] for i in (1, 3, 6, 54, 55, 56, 57, 58)] == golden
+
+
+def test_writes_reach_a_disk_image_file(tmp_path):
+    from emu.storage.image import DiskImage
+
+    path = tmp_path / "disk.img"
+    path.write_bytes(bytes(pattern_disk(64)))
+    with DiskImage(path) as image:
+        m = IdeMachine(master=image)
+        m.outb(0x1F6, 0xA0)
+        m.sel_lba(5, 1)
+        m.outb(0x1F7, 0x30)
+        for i in range(256):
+            m.outw(0x1F0, 0xBEEF)
+        m.outb(0x1F7, 0xE7)   # FLUSH CACHE
+        assert m.inb(0x1F7) == 0x50
+        assert path.read_bytes()[5 * 512:6 * 512] == b"\xef\xbe" * 256
+        assert m.read_sector_pio(6) == bytes(pattern_disk(64)[6 * 512:7 * 512])
+    with DiskImage(path, read_only=True) as image:
+        m = IdeMachine(master=image)
+        m.outb(0x1F6, 0xA0)
+        m.sel_lba(5, 1)
+        m.outb(0x1F7, 0x30)
+        for i in range(256):
+            m.outw(0x1F0, 0)
+        assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)
+    assert path.read_bytes()[5 * 512:6 * 512] == b"\xef\xbe" * 256
