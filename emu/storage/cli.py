@@ -87,6 +87,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
                       ensure_ascii=False)
             sys.stdout.write("\n")
             return 0
+        for n in vol.fs.notes:
+            print(f"note: {n}", file=sys.stderr)
         for w in vol.warnings:
             print(f"warning: {w}", file=sys.stderr)
         for r in files:
