@@ -87,6 +87,13 @@ class _BreakWatcher:
         self._thread = threading.Thread(target=self._run, name="gdbstub-break-watcher", daemon=True)
 
     def __enter__(self) -> "_BreakWatcher":
+        # a 0x03 that arrived right behind the resume packet (same segment) is already parsed
+        pending = self.conn.reader.events
+        if any(isinstance(ev, BreakIn) for ev in pending):
+            kept = [ev for ev in pending if not isinstance(ev, BreakIn)]
+            pending.clear()
+            pending.extend(kept)
+            self.target.interrupt()
         self._thread.start()
         return self
 

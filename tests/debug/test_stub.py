@@ -493,3 +493,11 @@ def test_serve_gdb_reconnects_until_detach(target: FakeTarget) -> None:
 def test_serve_gdb_bad_address(target: FakeTarget) -> None:
     with pytest.raises(EmuError, match="--gdb: bad port"):
         serve_gdb(target, "localhost:http")
+
+
+def test_break_in_in_the_same_segment_as_continue(client: StubClient, target: FakeTarget) -> None:
+    """'$c#63' immediately followed by 0x03 (one write): the guest still stops with SIGINT."""
+    target.cpus[1].regs["eip"] = 0x1010  # jmp $: would spin forever without the break-in
+    client.send_raw(b"$c#63\x03")
+    assert client.read_ack() == b"+"
+    assert client.read_packet() == b"T02thread:1;"
