@@ -105,10 +105,21 @@ class _BreakWatcher:
 
     def _run(self) -> None:
         events = self.conn.reader.events
+        listener = self.conn.listener
+        watched: list[object] = [self.conn.sock, self._wake_r] + ([listener] if listener is not None else [])
         while True:
-            readable, _, _ = select.select([self.conn.sock, self._wake_r], [], [])
+            readable, _, _ = select.select(watched, [], [])
             if self._wake_r in readable:
                 return
+            if listener is not None and listener in readable:
+                try:
+                    extra, _ = listener.accept()  # one client at a time: refuse the newcomer
+                    extra.close()
+                    self.conn.refused += 1
+                except OSError:
+                    pass
+                if self.conn.sock not in readable:
+                    continue
             try:
                 chunk = self.conn.sock.recv(65536)
             except OSError:

@@ -12,7 +12,7 @@ import pytest
 from emu import EmuError
 from emu.debug.gdbstub import GdbServer, SessionEnd, parse_listen_address, serve_gdb
 from emu.debug.target import BreakKind, DebugTarget
-from emu.debug.protocol import rle_decode
+from emu.debug.protocol import checksum, rle_decode
 from emu.debug.targetxml import G_PACKET_SIZE, REGISTERS, decode_registers
 from tests.debug.client import StubClient, quiet_stub
 from tests.debug.fake_target import FakeTarget
@@ -501,3 +501,30 @@ def test_break_in_in_the_same_segment_as_continue(client: StubClient, target: Fa
     client.send_raw(b"$c#63\x03")
     assert client.read_ack() == b"+"
     assert client.read_packet() == b"T02thread:1;"
+
+
+def test_second_client_refused_while_guest_runs(target: FakeTarget) -> None:
+    """One client at a time, also while resume() runs: the newcomer is closed, the session goes on."""
+    target.cpus[1].regs["eip"] = 0x1010  # jmp $
+    with GdbServer() as server:
+        stub, errors = quiet_stub(target)
+        result: dict[str, SessionEnd] = {}
+        th = threading.Thread(target=lambda: result.setdefault("end", server.serve_one(stub, timeout=10)))
+        th.start()
+        first = socket.create_connection(server.address, timeout=10)
+        first.sendall(b"$c#63")
+        assert first.recv(1) == b"+"
+        assert target.spinning.wait(10)
+        second = socket.create_connection(server.address, timeout=10)
+        assert second.recv(10) == b""
+        first.sendall(b"\x03")
+        reply = b""
+        while not reply.endswith(b"#%02x" % checksum(b"T02thread:1;")):
+            reply += first.recv(100)
+        assert reply == b"$T02thread:1;#%02x" % checksum(b"T02thread:1;")
+        first.sendall(b"+$D#44")
+        th.join(10)
+        assert result["end"] is SessionEnd.DETACHED
+        first.close()
+        second.close()
+        assert errors.getvalue() == ""
