@@ -11,7 +11,7 @@ from emu import EmuError
 from emu.integrity.baseline import Baseline, entry_record, path_matches, volume_identity
 from emu.integrity.findings import Finding, FindingKind, Findings
 from emu.integrity.rules import MAX_CONFIG_BYTES, evaluate, parse_config
-from emu.storage.fat import Entry, FatError, FatVolume
+from emu.storage.fat import Entry, FatError
 from emu.storage.source import ReadOnlyView, SectorSource
 from emu.storage.volume import open_volume
 
@@ -102,16 +102,22 @@ def validate(source: SectorSource, baseline: BaselineLike, *, partition: Optiona
         if diffs:
             result.findings.append(Finding(FindingKind.CHANGED, path, attributes=diffs))
 
+    known_paths = {p.upper() for p in base.files}
     for e in entries:
-        if id(e) in matched:
+        if id(e) in matched or not path_matches(e.path, base.paths):
             continue
-        if path_matches(e.path, base.paths) and e.path.upper() not in _upper_keys(base):
+        if e.path.upper() not in known_paths:
             kind = "directory" if e.is_dir else f"file of {e.size} bytes"
             if e.error:
                 kind += f" ({e.error})"
             result.findings.append(Finding(FindingKind.ADDED, e.path, kind))
-            for w in e.warnings:
+        else:  # a second entry with a protected name (the first one was compared)
+            problems = e.warnings + ([e.error] if e.error else [])
+            for w in problems or ["second directory entry with this name"]:
                 result.findings.append(Finding(FindingKind.ANOMALY, e.path, w))
+            continue
+        for w in e.warnings:
+            result.findings.append(Finding(FindingKind.ANOMALY, e.path, w))
 
     for rule in base.rules:
         entry = by_path.get(rule.path.upper()) or fs.find(rule.path)
@@ -135,14 +141,6 @@ def validate(source: SectorSource, baseline: BaselineLike, *, partition: Optiona
     order = {k: i for i, k in enumerate(FindingKind)}
     result.findings.sort(key=lambda f: (f.path.upper() != "/", f.path.upper(), order[f.kind]))
     return result
-
-
-def _upper_keys(base: Baseline) -> set[str]:
-    cached = getattr(base, "_upper_cache", None)
-    if cached is None:
-        cached = {p.upper() for p in base.files}
-        object.__setattr__(base, "_upper_cache", cached)
-    return cached
 
 
 def _sha256(data: bytes) -> str:

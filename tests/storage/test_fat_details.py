@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool
-from emu.integrity import take_baseline, validate
+from emu.integrity import validate
 from emu.storage.fat import FatError, FatType, FatVolume
 from emu.storage.source import MemorySource
 from emu.storage.structs import DirEntry, LongNameEntry, lfn_checksum

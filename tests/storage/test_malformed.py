@@ -290,3 +290,17 @@ def test_mutated_images_never_crash_or_hang(pristine, name):
         analyse(p, apply(p, ops))
 
     run()
+
+
+def test_duplicate_entry_shadowing_a_protected_file(pristine):
+    """A second 8.3 entry named like a protected file (hand-made: DOS would find the first) is an anomaly."""
+    p = pristine["fuzz12"]
+    buf = bytearray(p.data)
+    hello = p.entry_offset(b"HELLO   TXT")
+    free = next(off for off in range(hello, len(p.data), 32) if p.data[off] == 0)  # first free slot after it
+    buf[free:free + 32] = buf[hello:hello + 32]
+    f = analyse(p, buf)
+    assert [(x.kind, x.path, x.message) for x in f] == [
+        (FindingKind.ANOMALY, "/HELLO.TXT", "duplicate name in its directory"),
+        (FindingKind.ANOMALY, "/HELLO.TXT", "cross-linked: cluster %d also belongs to /HELLO.TXT (0 of 1 clusters)"
+         % p.entries["/HELLO.TXT"].first_cluster)]

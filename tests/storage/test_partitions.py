@@ -1,7 +1,6 @@
 """Partition discovery: MBRs written by mtools' mpartition and mkfs.fat --mbr, EBR chains laid out per UEFI 2.10 §5.2.1."""
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 
