@@ -81,13 +81,10 @@ def read_partition_table(source: SectorSource) -> PartitionTable:
     records = list(mbr.PartitionRecord)
     boot_flags_ok = all(r.BootIndicator in (0, 0x80) for r in records)
     used = [r for r in records if r.OSType != 0]
-    if looks_like_fat_boot_sector(sector0):
-        # A FAT volume starting at LBA 0.  mkfs.fat --mbr writes a "fake" MBR into it whose single record
-        # spans the whole disk from LBA 0; any other records in the boot code area are meaningless.
-        fake = [r for r in used if r.StartingLBA == 0 and boot_flags_ok]
-        if fake:
-            r = fake[0]
-            return PartitionTable(True, [Partition(1, r.OSType, 0, min(r.SizeInLBA, source.sectors), False)], [])
+    if looks_like_fat_boot_sector(sector0) and not (boot_flags_ok and used):
+        # A FAT boot sector at LBA 0 (a "superfloppy") whose 0x1BE area holds no valid partition record.
+        # Like Linux (block/partitions/msdos.c) valid records win: mkfs.fat --mbr writes a record that spans
+        # the whole disk from LBA 0, which then is partition 1.
         return PartitionTable(False, [], [])
     warnings: list[str] = []
     if not boot_flags_ok:
