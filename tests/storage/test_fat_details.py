@@ -101,3 +101,18 @@ def test_dir_entry_and_lfn_structs_against_an_mtools_entry(pristine):
     assert all(s.LDIR_Chksum == lfn_checksum(d.DIR_Name) for s in slots)
     name = b"".join(s.LDIR_Name1 + s.LDIR_Name2 + s.LDIR_Name3 for s in slots).decode("utf-16-le")  # ordinal 1 first
     assert name.split("\0")[0] == "A long file name.txt"
+
+
+def test_4096_byte_logical_sectors(tmp_path):
+    """mkfs.fat -S 4096: volume sectors of 8 disk sectors; contents equal what mcopy stored."""
+    require_tool("mkfs.fat", "mcopy")
+    from .conftest import MT_ENV
+    image = tmp_path / "s4k.img"
+    subprocess.run(["mkfs.fat", "-C", "-S", "4096", "--invariant", str(image), "32768"], check=True,
+                   capture_output=True)
+    payload = bytes(range(256)) * 400 + b"tail"
+    (tmp_path / "data.bin").write_bytes(payload)
+    subprocess.run(["mcopy", "-i", str(image), str(tmp_path / "data.bin"), "::/DATA.BIN"], env=MT_ENV, check=True)
+    fs = open_volume(MemorySource(image.read_bytes())).fs
+    assert fs.bytes_per_sector == 4096 and fs.ratio == 8
+    assert fs.read_file(fs.find("/DATA.BIN")) == payload
