@@ -34,11 +34,14 @@ class GdbRun:
 
 def run_gdb(target: DebugTarget, commands: Sequence[str], *,
             break_in: Optional[Callable[[], bool]] = None, timeout: float = 60.0,
-            stub: Optional[GdbStub] = None) -> GdbRun:
+            stub: Optional[GdbStub] = None, executable: Optional[str] = None,
+            before_connect: Sequence[str] = ()) -> GdbRun:
     """Serve ``target`` on 127.0.0.1:<free port>, run ``gdb -batch -nx`` with ``commands`` after connecting.
 
     ``break_in``: a callable that blocks until the guest is spinning (returns False on timeout);
     then gdb gets SIGINT, as when the user presses Ctrl-C, and sends 0x03 to the stub.
+    ``executable``: the guest's ELF file, for symbols (``break main``). ``before_connect``: gdb
+    commands run before ``target remote`` (e.g. ``set debug remote 1``).
     """
     packets: list[str] = []
     stub = stub or GdbStub(target, trace=packets.append)
@@ -56,10 +59,11 @@ def run_gdb(target: DebugTarget, commands: Sequence[str], *,
 
         thread = threading.Thread(target=serve, name="gdbstub-test", daemon=True)
         thread.start()
-        args = ["gdb", "-batch", "-nx", "-ex", "set architecture i386", "-ex", "set remotetimeout 10",
-                "-ex", f"target remote 127.0.0.1:{port}"]
-        for command in commands:
+        args = ["gdb", "-batch", "-nx", "-ex", "set architecture i386", "-ex", "set remotetimeout 10"]
+        for command in [*before_connect, f"target remote 127.0.0.1:{port}", *commands]:
             args += ["-ex", command]
+        if executable is not None:
+            args.append(executable)
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         if break_in is not None:

@@ -166,3 +166,45 @@ def test_gdb_memory_write_and_load() -> None:
     # the last readable bytes come back, then gdb reports the unmapped address
     assert re.search(r"0xfffe:\s+0x00\s+0x00", run.stdout), run.transcript
     assert "Cannot access memory at address 0x10000" in run.transcript
+
+
+ASM = """\
+bits 32
+global _start, store, spin
+section .text
+_start: nop
+        inc eax
+        inc ebx
+        mov eax, [0x2004]
+        inc eax
+store:  mov [0x2000], eax
+        out 0x80, al
+spin:   jmp spin
+"""
+
+
+def test_gdb_with_symbols(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With the guest's ELF loaded gdb breaks on symbols; the code is the same bytes as PROGRAM."""
+    require_tool("gdb", "nasm", "ld")
+    import subprocess
+
+    from elftools.elf.elffile import ELFFile
+
+    (tmp_path / "p.asm").write_text(ASM)
+    subprocess.run(["nasm", "-f", "elf32", "-o", str(tmp_path / "p.o"), str(tmp_path / "p.asm")], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-Ttext", "0x1000", "-e", "_start", "-o", str(tmp_path / "p.elf"),
+                    str(tmp_path / "p.o")], check=True)
+    with open(tmp_path / "p.elf", "rb") as f:
+        text = ELFFile(f).get_section_by_name(".text")
+        code, addr = text.data(), text["sh_addr"]
+    assert addr == 0x1000 and code == PROGRAM
+    t = _target()
+    run = run_gdb(t, ["break store", "continue", "info symbol $pc", "x/2i $pc", "detach"],
+                  executable=str(tmp_path / "p.elf"))
+    out = _lines(run.stdout)
+    i = _index(out, r"Breakpoint 1 at 0x1009")
+    i = _index(out, r"Thread 1 hit Breakpoint 1, 0x00001009 in store \(\)", i)
+    i = _index(out, r"store in section \.text", i)
+    i = _index(out, r"=> 0x1009 <store>:\s+mov\s+%eax,0x2000", i)
+    i = _index(out, r"\s+0x100e <store\+5>:\s+out\s+%al,\$0x80", i)
+    assert t.cpus[1].regs["eip"] == 0x1009
