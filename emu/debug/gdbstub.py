@@ -147,8 +147,10 @@ class GdbStub:
         self.target = target
         self.packet_size = packet_size
         self.rle = rle
-        self.trace = trace
         self.errors = errors if errors is not None else sys.stderr
+        if trace is None and os.environ.get("EMU_GDB_TRACE"):
+            trace = self._trace_to_errors
+        self.trace = trace
         first = target.threads()[0]
         self.last_stop: StopEvent = StopEvent.trap(first)
         self._reset_session()
@@ -200,6 +202,9 @@ class GdbStub:
                 sock.close()
             except OSError:
                 pass
+
+    def _trace_to_errors(self, text: str) -> None:
+        print(f"emu: gdb {text}", file=self.errors, flush=True)
 
     def _log(self, text: str) -> None:
         if self.trace is not None:

@@ -48,7 +48,7 @@ def regs_of(reply: bytes) -> dict[str, int]:
     return decode_registers(bytes.fromhex(reply.decode()))
 
 
-def test_isa_runs_on_its_own() -> None:
+def test_fake_satisfies_the_protocol() -> None:
     """The DebugTarget protocol is satisfied by the fake (runtime_checkable)."""
     assert isinstance(make_target(), DebugTarget)
 
@@ -528,3 +528,12 @@ def test_second_client_refused_while_guest_runs(target: FakeTarget) -> None:
         first.close()
         second.close()
         assert errors.getvalue() == ""
+
+
+def test_packet_trace_on_stderr(target: FakeTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMU_GDB_TRACE", "1")
+    stub, errors = quiet_stub(target)
+    c = StubClient(stub)
+    assert c.cmd(b"?") == b"T05thread:1;"
+    c.finish()
+    assert errors.getvalue().splitlines()[:2] == ["emu: gdb <- b'?'", "emu: gdb -> b'T05thread:1;'"]
