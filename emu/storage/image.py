@@ -88,14 +88,17 @@ class DiskImage:
         self._live()
         if self.read_only:
             raise ReadOnlyError(f"disk image {self.path}: opened read-only")
-        n = len(data)
+        mv = memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        n = mv.nbytes
         if n % SECTOR_SIZE:
             raise StorageError(f"write of {n} bytes is not a whole number of {SECTOR_SIZE}-byte sectors")
         check_range(lba, n // SECTOR_SIZE, self.sectors)
         if not n:
             return
         assert self._mm is not None
-        self._mm[lba * SECTOR_SIZE:lba * SECTOR_SIZE + n] = data
+        self._mm[lba * SECTOR_SIZE:lba * SECTOR_SIZE + n] = mv
 
     def flush(self) -> None:
         """Push every write to the file (msync); a no-op for read-only images (ATA FLUSH CACHE)."""

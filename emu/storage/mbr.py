@@ -13,7 +13,7 @@ from typing import Optional
 from construct import ConstructError
 
 from emu.storage.source import SectorSource, SliceSource, StorageError
-from emu.storage.structs import EXTENDED_TYPES, FAT_TYPES, MBR_SIGNATURE, MasterBootRecord
+from emu.storage.structs import EXTENDED_TYPES, FAT_TYPES, MBR_SIGNATURE, ExtendedBootRecord, MasterBootRecord
 
 MAX_LOGICAL = 128
 """At most this many logical partitions are followed in an EBR chain (Linux stops at a similar bound)."""
@@ -124,7 +124,7 @@ def _walk_ebr_chain(source: SectorSource, ext: Partition, warnings: list[str]) -
             warnings.append(f"EBR at LBA {lba} lies beyond the end of the disk")
             break
         try:
-            ebr = MasterBootRecord.parse(source.read(lba, 1))
+            ebr = ExtendedBootRecord.parse(source.read(lba, 1))
         except (ConstructError, StorageError) as exc:
             warnings.append(f"EBR at LBA {lba} unreadable: {exc}")
             break

@@ -44,6 +44,10 @@ MasterBootRecord = Struct(
 )
 """The legacy MBR, also the layout of every EBR of an extended partition (UEFI 2.10 table 5-1)."""
 
+ExtendedBootRecord = MasterBootRecord
+"""An EBR (first sector of each logical partition's area): the MBR layout, only records 0 and 1 used; record 0
+is the logical partition relative to this EBR, record 1 the next EBR relative to the extended partition."""
+
 MBR_SIGNATURE = b"\x55\xaa"
 EXTENDED_TYPES = frozenset({0x05, 0x0F, 0x85})
 """OSType values of extended partitions (CHS 0x05, LBA 0x0F, Linux 0x85) whose EBRs chain logical partitions."""

@@ -163,3 +163,13 @@ def test_64k_transfers_are_fast(tmp_path):
     rate = 2 * size / elapsed / (1 << 20)
     assert rate > 200, f"{rate:.0f} MiB/s"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(data * (size // len(data))).hexdigest()
+
+
+def test_write_accepts_any_buffer(tmp_path):
+    import array
+    with DiskImage(make_file(tmp_path, 4)) as img:
+        words = array.array("H", [0xBEEF] * 256)  # 512 bytes as 256 items
+        img.write(1, memoryview(words))
+        assert img.read(1, 1) == b"\xef\xbe" * 256
+        img.write(2, bytearray(b"\x11" * 512))
+        assert img.read(2, 1) == b"\x11" * 512
