@@ -116,11 +116,13 @@ class Overlay:
 
     def write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         """Keep ``data`` (a whole number of sectors) as the new content of sectors from ``lba``."""
-        if len(data) % SECTOR_SIZE:
-            raise StorageError(f"write of {len(data)} bytes is not a whole number of {SECTOR_SIZE}-byte sectors")
-        count = len(data) // SECTOR_SIZE
-        check_range(lba, count, self.sectors)
         mv = memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        if mv.nbytes % SECTOR_SIZE:
+            raise StorageError(f"write of {mv.nbytes} bytes is not a whole number of {SECTOR_SIZE}-byte sectors")
+        count = mv.nbytes // SECTOR_SIZE
+        check_range(lba, count, self.sectors)
         for i in range(count):
             self.dirty[lba + i] = bytes(mv[i * SECTOR_SIZE:(i + 1) * SECTOR_SIZE])
 
