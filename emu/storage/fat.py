@@ -538,7 +538,8 @@ class FatVolume:
     # -- lookups and contents -------------------------------------------------------------------------------
 
     def find(self, path: str) -> Optional[Entry]:
-        """The entry at ``path`` ('/DIR/FILE.TXT'), matched case-insensitively on long or 8.3 names."""
+        """The entry at ``path`` ('/DIR/FILE.TXT'), matched case-insensitively: all long names, all 8.3 names,
+        or long names with an 8.3 last component / 8.3 directories with a long last component."""
         want = [p for p in path.replace("\\", "/").split("/") if p]
         if not want:
             return None
@@ -559,6 +560,7 @@ class FatVolume:
                 by_path.setdefault(short_path, e)
                 if parent_short != parent.upper():
                     by_path.setdefault(f"{parent_short}/{leaf.upper()}", e)
+                by_path.setdefault(f"{parent.upper()}/{e.short_name.upper()}", e)
             self._by_path = by_path
         return self._by_path
 

@@ -211,3 +211,19 @@ def test_fsinfo_and_flags_reported(images):
         assert vol.fs.fsinfo is not None and vol.fs.fsinfo["free_count"] > 0
         assert not vol.fs.dirty and not vol.fs.hard_error
         assert vol.fs.find("/Unicode ñame é.txt") is not None
+
+
+def test_find_by_long_short_and_mixed_names(images):
+    img, vol, target = open_image(images, "fat16-mbr")
+    with img:
+        want = vol.fs.find("/Many/Files in a long directory name/F007.DAT")
+        assert want is not None
+        short_dir = vol.fs.find("/Many/Files in a long directory name").short_name
+        assert short_dir != "Files in a long directory name"
+        # mtools resolves the 8.3 spelling to the same file
+        ref = mtools("mtype", "-i", target, f"::/MANY/{short_dir}/F007.DAT")
+        assert vol.fs.find(f"/many/{short_dir.lower()}/f007.dat") is want
+        assert vol.fs.read_file(want) == ref
+        deep = vol.fs.find("/Docs/A long file name.txt")
+        assert vol.fs.find("/DOCS/ALONGF~1.TXT") is deep and vol.fs.find("/docs/a LONG file NAME.TXT") is deep
+        assert vol.fs.find("/Docs/nope") is None and vol.fs.find("/") is None
