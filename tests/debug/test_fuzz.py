@@ -108,3 +108,43 @@ def test_binary_writes_land_or_fail_cleanly(addr: int, data: bytes) -> None:
         assert reply == b"E01" and target.memory == bytearray(len(target.memory))
     client.finish()
     assert errors.getvalue() == ""
+
+
+SAFE_COMMANDS = [b"?", b"g", b"m1000,10", b"p8", b"qC", b"s", b"vCont;s:1", b"M3000,2:abcd", b"m3000,2",
+                 b"qfThreadInfo", b"Z0,1002,1", b"z0,1002,1", b"P0=01000000", b"qXfer:features:read:target.xml:0,20"]
+corruptions = st.sampled_from(["none", "checksum", "payload", "noise"])
+
+
+def _session(commands: list[tuple[bytes, str]]) -> tuple[list[bytes], int]:
+    """Replies to ``commands`` when each corrupted packet is NAKed and then sent again intact."""
+    target = FakeTarget()
+    target.load(0x1000, bytes.fromhex("90404343434343"))
+    stub, errors = quiet_stub(target)
+    client = StubClient(stub, timeout=5)
+    replies = []
+    naks = 0
+    for payload, corruption in commands:
+        if corruption == "checksum":
+            client.send_raw(b"$" + payload + b"#%02x" % ((checksum(payload) + 0x11) & 0xFF))
+        elif corruption == "payload":  # a byte changed in transit: the checksum no longer matches
+            bad = bytes([payload[0] ^ 0x01]) + payload[1:]
+            client.send_raw(b"$" + bad + b"#%02x" % checksum(payload))
+        elif corruption == "noise":
+            client.send_raw(b"\x00\xffnoise")
+        if corruption in ("checksum", "payload"):
+            assert client.read_ack() == b"-"
+            naks += 1
+        replies.append(client.cmd(payload))
+    client.finish()
+    assert errors.getvalue() == ""
+    return replies, naks
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(SAFE_COMMANDS), corruptions), min_size=1, max_size=10))
+def test_nak_and_retransmission_give_the_same_conversation(commands: list[tuple[bytes, str]]) -> None:
+    """A corrupted packet is NAKed and its retransmission answered exactly as if nothing had happened."""
+    replies, naks = _session(commands)
+    clean, _ = _session([(payload, "none") for payload, _ in commands])
+    assert replies == clean
+    assert naks == sum(1 for _, c in commands if c in ("checksum", "payload"))
