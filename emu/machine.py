@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from emu.boot import multiboot
 from emu.clock import Clock, ClockSpec
-from emu.cpu import interrupts
+from emu.cpu import decode, interrupts
 from emu.cpu.interrupts import Event, EventKind
 from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
 from emu.devices.bus import PortBus
@@ -29,7 +29,6 @@ BOOT_CS, BOOT_DS = 0x10, 0x18
 ENTRY_EFLAGS = 0x6
 ENTRY_CR0 = 0x11
 
-WINDOW_POLL = 64   # instructions between checks of IF while an interrupt waits (see DESIGN notes)
 
 
 class EndReason(enum.Enum):
@@ -95,6 +94,7 @@ class Machine:
         self.cpu.on_interrupt = self._on_cpu_exception
         self.cpu.on_invalid = self._on_invalid
         self.cpu.on_privileged = self._on_privileged
+        self._window_steps = 0
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {}
         from emu import platform
         self.platform = platform.build(self, list(config.disks), config.disks_read_only)
@@ -129,7 +129,17 @@ class Machine:
         cpu.request_stop("event")
 
     def _on_privileged(self, cpu: Vcpu, pc: int, length: int, mnemonic: str) -> None:
-        """Privileged instructions at CPL > 0 raise #GP(0) (SDM Vol. 3A §5.9); Unicorn does not check."""
+        """Privileged instructions at CPL > 0 raise #GP(0) (SDM Vol. 3A §5.9); Unicorn does not check.
+
+        STI/POPF/IRET while an interrupt waits: stop before it, run it (and the STI shadow) exactly,
+        then deliver: the interrupt window opens at the precise instruction.
+        """
+        if mnemonic in decode.WINDOW_OPENERS:
+            if self.pic.intr:
+                self._window_steps = 2 if mnemonic == "sti" else 1
+                cpu.skip_hook_at = pc
+                cpu.request_stop("window")
+            return
         if cpu.protected and cpu.cpl > 0 and mnemonic != "hlt":
             self._pending = (Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")), None)
             cpu.request_stop("event")
@@ -257,8 +267,9 @@ class Machine:
                 deadline = 1 << 62
             if limit is not None:
                 deadline = min(deadline, limit + cpu.idle)
-            if pending:
-                deadline = min(deadline, cpu.vtime + WINDOW_POLL)
+            if self._window_steps:
+                deadline = min(deadline, cpu.vtime + self._window_steps)
+                self._window_steps = 0
             stop = cpu.run(deadline)
             if self._pending is not None:
                 event, icount = self._pending
@@ -283,7 +294,7 @@ class Machine:
                 if not self._halt():
                     return self._finish(EndReason.HALTED, 0, "guest halted with interrupts disabled" if not
                                         cpu.reg("eflags") & EFLAGS_IF else "guest halted with no interrupt to come")
-            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", "event", None):
+            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", "event", "window", None):
                 if cpu.stop_request == "unexplained stop":
                     return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
         return self._finish(self.end.reason, self.end.status, self.end.message)

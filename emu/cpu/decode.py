@@ -52,6 +52,9 @@ def io_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, int], ...]:
     return tuple(sites)
 
 
+WINDOW_OPENERS = frozenset({"sti", "popf", "popfd", "iret", "iretd"})
+"""Instructions that can set EFLAGS.IF: where a pending interrupt's window may open."""
+
 PRIVILEGED = frozenset({"hlt", "lgdt", "lidt", "lldt", "ltr", "clts", "invd", "wbinvd", "invlpg", "rdmsr", "wrmsr",
                         "lmsw"})
 
@@ -65,7 +68,7 @@ def sensitive_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, str, s
     """
     out = []
     for start, size, mnemonic, ops in _CS[bits].disasm_lite(code, 0):
-        if mnemonic in IO_MNEMONICS or mnemonic in PRIVILEGED or \
+        if mnemonic in IO_MNEMONICS or mnemonic in PRIVILEGED or mnemonic in WINDOW_OPENERS or \
                 (mnemonic == "mov" and _is_cr_or_dr(ops)):
             out.append((start, size, mnemonic, ops))
     return tuple(out)

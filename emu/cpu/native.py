@@ -122,6 +122,10 @@ class Counter:
             raise EmuError(f"unicorn refused a stop-check hook (error {err})")
         return handle
 
+    def learn(self, addr: int, size: int, icount: int) -> None:
+        """Record that the block at ``addr`` of ``size`` bytes holds ``icount`` instructions."""
+        self._lib.icount_learn(self._ptr, addr, size, icount)
+
     def flush(self) -> None:
         """Forget cached block sizes (self-modifying code, cache flush)."""
         self._lib.icount_flush(self._ptr)

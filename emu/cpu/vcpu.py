@@ -104,6 +104,7 @@ class Vcpu:
         self._uch = self.uc._uch
         self._unassigned: set[int] = set()
         self.io_site: Optional[IoSite] = None
+        self.skip_hook_at: Optional[int] = None
         self._io_seq = -1
         self._io_ordinal = 0
         self._io_cache: dict[tuple[int, int, int], tuple] = {}
@@ -299,6 +300,9 @@ class Vcpu:
 
     def _hook_privileged(self, uc, address, size, _user):
         length, mnemonic = self._priv_hooks.get(address & 0xFFFFFFFF, (size, "?"))
+        if self.skip_hook_at == address:
+            self.skip_hook_at = None  # resuming at the instruction a hook stopped before
+            return
         try:
             self.on_privileged(self, address, length, mnemonic)
         except Exception as exc:
@@ -452,7 +456,10 @@ class Vcpu:
         exit_at = pc + starts[n]
         self.uc.ctl_set_exits([exit_at])
         self.uc.ctl_remove_cache(pc, exit_at + 1)
-        st.deadline = target
+        # The one-shot exit bounds this run; the block hook must not stop it (Unicorn reports the
+        # truncated block's count as the whole block's), and the count is fixed from EIP below.
+        self.counter.learn(pc, starts[n], n)
+        st.deadline = (1 << 64) - 1
         st.deadline_hit = 0
         st.block_size = 0
         try:
@@ -463,6 +470,7 @@ class Vcpu:
         finally:
             self.uc.ctl_set_exits([])
             self.uc.ctl_remove_cache(pc, exit_at + 1)
+            st.deadline = target
         if self._hook_error is not None:
             raise self._hook_error
         if self.shutdown is not None:
