@@ -11,6 +11,7 @@ from emu import EmuError, __version__
 # Each module here defines ``add_parsers(subparsers)``; the parsers set ``func``.
 SUBCOMMAND_MODULES = (
     "emu.run_cli",
+    "emu.demo_cli",
     "emu.storage.cli",
     "emu.integrity.cli",
 )
