@@ -79,6 +79,32 @@ OCW2_ROTATE_NONSPECIFIC_EOI = 5
 OCW2_SET_PRIORITY = 6
 OCW2_ROTATE_SPECIFIC_EOI = 7
 
+
+
+def split_read(offset: int, size: int, read_byte: Callable[[int], int]) -> int:
+    """A wide IN on a byte-register region, as QEMU 7.2 dispatches it (``access_with_adjusted_size``).
+
+    ``offset`` is the port's offset in the device's region.  An access not aligned
+    to its size within the region is rejected (reads 0); otherwise it becomes
+    ``size`` byte reads at region offsets ``offset .. offset+size-1`` of the same
+    device, little-endian, even past the region's end (the handler decodes them).
+    """
+    if offset % size:
+        return 0
+    value = 0
+    for i in range(size):
+        value |= (read_byte(offset + i) & 0xFF) << (8 * i)
+    return value
+
+
+def split_write(offset: int, size: int, value: int, write_byte: Callable[[int, int], None]) -> None:
+    """A wide OUT on a byte-register region, as QEMU 7.2 dispatches it (see :func:`split_read`); unaligned: dropped."""
+    if offset % size:
+        return
+    for i in range(size):
+        write_byte(offset + i, (value >> (8 * i)) & 0xFF)
+
+
 # init_state values: which ICW the data port expects next.
 INIT_READY = 0
 INIT_ICW2 = 1
@@ -364,42 +390,40 @@ class Pic8259Pair(Device):
         return vector
 
     # --- port I/O --------------------------------------------------------
-    def _read_byte(self, port: int) -> int:
-        if port in (MASTER_IO, MASTER_IO + 1):
-            return self._master.read(port - MASTER_IO)
-        if port in (SLAVE_IO, SLAVE_IO + 1):
-            return self._slave.read(port - SLAVE_IO)
+    # QEMU registers four byte-wide regions: "pic" 0x20 (2 ports), "pic" 0xA0 (2), "elcr" 0x4D0 (1), "elcr" 0x4D1 (1).
+    # In a "pic" region offset 0 is the command port and any other offset the data port; an "elcr" region ignores it.
+    def _region(self, port: int) -> tuple[int, Optional[_Chip], Optional[PicState]]:
+        if MASTER_IO <= port <= MASTER_IO + 1:
+            return port - MASTER_IO, self._master, None
+        if SLAVE_IO <= port <= SLAVE_IO + 1:
+            return port - SLAVE_IO, self._slave, None
         if port == ELCR_IO:
-            return self.state.master.elcr
+            return 0, None, self.state.master
         if port == ELCR_IO + 1:
-            return self.state.slave.elcr
-        return 0xFF
-
-    def _write_byte(self, port: int, val: int) -> None:
-        if port == MASTER_IO:
-            self._master.write_command(val)
-        elif port == MASTER_IO + 1:
-            self._master.write_data(val)
-        elif port == SLAVE_IO:
-            self._slave.write_command(val)
-        elif port == SLAVE_IO + 1:
-            self._slave.write_data(val)
-        elif port == ELCR_IO:
-            self.state.master.elcr = val & ELCR_MASK_MASTER
-        elif port == ELCR_IO + 1:
-            self.state.slave.elcr = val & ELCR_MASK_SLAVE
+            return 0, None, self.state.slave
+        raise EmuError(f"pic: port {port:#x} is not a PIC port")
 
     def io_read(self, port: int, size: int) -> int:
-        """IN: byte registers; wider accesses are split into byte accesses, lowest port first (as QEMU)."""
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
+        """IN: byte registers; a wider access is split as QEMU does (see :func:`split_read`)."""
+        offset, chip, elcr = self._region(port)
+        if chip is not None:
+            return split_read(offset, size, lambda off: chip.read(0 if off == 0 else 1))
+        assert elcr is not None
+        return split_read(offset, size, lambda off: elcr.elcr)
 
     def io_write(self, port: int, size: int, value: int) -> None:
-        """OUT: byte registers; wider accesses are split into byte accesses, lowest port first (as QEMU)."""
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        """OUT: byte registers; a wider access is split as QEMU does (see :func:`split_write`)."""
+        offset, chip, elcr = self._region(port)
+        if chip is not None:
+            split_write(offset, size, value,
+                        lambda off, v: chip.write_command(v) if off == 0 else chip.write_data(v))
+            return
+        assert elcr is not None
+
+        def write_elcr(off: int, v: int) -> None:
+            elcr.elcr = v & elcr.elcr_mask
+
+        split_write(offset, size, value, write_elcr)
 
     def info(self) -> str:
         """Both chips' registers, one line each (QEMU's ``info pic`` fields plus mode bits)."""

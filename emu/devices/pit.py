@@ -35,6 +35,7 @@ from typing import Optional
 from emu import EmuError
 from emu.clock import NS_PER_S, Clock, Timer
 from emu.devices.base import Device, IrqSetter
+from emu.devices.pic import split_read, split_write
 
 PIT_FREQ = 1_193_182
 """Input clock of every channel in Hz (QEMU ``PIT_FREQ``)."""
@@ -139,8 +140,6 @@ class Pit8254(Device):
         d = self._ticks(ch, now)
         mode = self._mode(ch)
         c = ch.count
-        if mode == 0 and not ch.gate:
-            d = 0
         if mode in (0, 1, 4, 5):
             return (c - d) % self._modulus(ch)
         if mode == 3:
@@ -269,7 +268,7 @@ class Pit8254(Device):
         self._irq_update(0, now)
 
     def _load_count(self, i: int, value: int) -> None:
-        """A complete count was written: CR -> CE; counting restarts unless mode 0 with the gate low."""
+        """A complete count was written: counting restarts from it now, whatever the gate (QEMU 7.2 ``pit_load_count``)."""
         ch = self.state.channels[i]
         if self.bcd_counting and ch.bcd:
             value = _bcd_decode(value) or 10000
@@ -278,11 +277,8 @@ class Pit8254(Device):
         now = self.clock.ns()
         self._catch_up(i, now)
         ch.count = value
-        if self._mode(ch) != 0 or ch.gate:
-            ch.count_load_time = now
-            self._irq_update(i, now)
-        elif i == 0:
-            self._schedule(ch)
+        ch.count_load_time = now
+        self._irq_update(i, now)
 
     def _latch_count(self, ch: PitChannelState, now: int) -> None:
         """Counter latch command; a second latch before the first is read is ignored."""
@@ -380,30 +376,26 @@ class Pit8254(Device):
             return count >> 8
         return count & 0xFF
 
-    def _read_byte(self, port: int) -> int:
-        if PIT_IO <= port < CONTROL_PORT:
-            return self._read_counter(port - PIT_IO)
-        if port == CONTROL_PORT:
+    def _read_byte(self, offset: int) -> int:
+        offset &= 3
+        if offset == 3:
             return 0  # the control word register is write-only; QEMU reads 0
-        return 0xFF
+        return self._read_counter(offset)
 
-    def _write_byte(self, port: int, val: int) -> None:
-        if PIT_IO <= port < CONTROL_PORT:
-            self._write_counter(port - PIT_IO, val)
-        elif port == CONTROL_PORT:
+    def _write_byte(self, offset: int, val: int) -> None:
+        offset &= 3
+        if offset == 3:
             self._write_control(val)
+        else:
+            self._write_counter(offset, val)
 
     def io_read(self, port: int, size: int) -> int:
-        """IN: byte registers; wider accesses are split into byte accesses, lowest port first (as QEMU)."""
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
+        """IN: byte registers; a wider access is split as QEMU does (offsets wrap modulo 4)."""
+        return split_read(port - PIT_IO, size, self._read_byte)
 
     def io_write(self, port: int, size: int, value: int) -> None:
-        """OUT: byte registers; wider accesses are split into byte accesses, lowest port first (as QEMU)."""
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        """OUT: byte registers; a wider access is split as QEMU does (offsets wrap modulo 4)."""
+        split_write(port - PIT_IO, size, value, self._write_byte)
 
     def info(self) -> str:
         """Each counter's programming, current count and OUT, and the next IRQ 0 edge."""

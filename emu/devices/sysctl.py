@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from emu.clock import NS_PER_S
 from emu.devices.base import Device
+from emu.devices.pic import split_read, split_write
 from emu.devices.pit import PIT_FREQ, Pit8254
 
 PORT_B = 0x61
@@ -69,17 +70,22 @@ class SystemControlPortB(Device):
         ticks = self.pit.clock.ns() * PIT_FREQ // NS_PER_S
         return (ticks // REFRESH_TICKS) & 1
 
-    def io_read(self, port: int, size: int) -> int:
-        """IN 0x61: GATE2 | data enable << 1 | refresh << 4 | OUT2 << 5 (wider reads: 0xFF above)."""
-        value = (
+    def _read_byte(self, offset: int) -> int:
+        return (
             self.pit.gate(2)
             | (int(self.state.data_on) << 1)
             | (self._refresh_bit() << 4)
             | (self.pit.out(2) << 5)
         )
-        return value | (((1 << (8 * size)) - 1) & ~0xFF)
 
-    def io_write(self, port: int, size: int, value: int) -> None:
-        """OUT 0x61: bit 0 drives GATE2, bit 1 the speaker data enable."""
+    def _write_byte(self, offset: int, value: int) -> None:
         self.state.data_on = bool(value & PORTB_SPEAKER_DATA)
         self.pit.set_gate(2, value & PORTB_GATE2)
+
+    def io_read(self, port: int, size: int) -> int:
+        """IN 0x61: GATE2 | data enable << 1 | refresh << 4 | OUT2 << 5; a word reads the register twice (QEMU)."""
+        return split_read(port - PORT_B, size, self._read_byte)
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        """OUT 0x61: bit 0 drives GATE2, bit 1 the speaker data enable; each byte of a wider write in turn."""
+        split_write(port - PORT_B, size, value, self._write_byte)

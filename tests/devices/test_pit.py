@@ -375,15 +375,29 @@ def test_bcd_counting_option_follows_datasheet() -> None:
 
 
 # --- gate and port 0x61 ----------------------------------------------------------
-def test_mode0_gate_low_holds_count() -> None:
+def test_mode0_gate_does_not_stop_counting_as_qemu_7_2() -> None:
+    """QEMU 7.2's pit_get_count ignores the gate in mode 0 and pit_load_count always restarts
+    (checked on qemu-system-i386 7.2: a count loaded with gate 2 low reads back counting down)."""
     r = Rig()
-    r.out(PORTB, 0x01)
-    r.program(2, 0, 500)
+    r.program(2, 0, 500)  # gate 2 is low after reset
     r.advance(100_000)
-    r.out(PORTB, 0x00)
-    assert r.read_word(2) == 500  # QEMU: gate low in mode 0 reads the initial count
+    assert r.read_word(2) == 500 - 119
     r.out(PORTB, 0x01)
-    assert r.read_word(2) == 500 - 119  # counting time was never stopped (QEMU)
+    r.advance(200_000)
+    assert r.read_word(2) == 500 - 238
+
+
+def test_wide_pit_and_port61_accesses_split_like_qemu_7_2() -> None:
+    r = Rig(refresh=RefreshMode.PER_READ)
+    r.program(2, 0, 0x55, access=1)
+    assert r.bus.read(CH2, 2) == 0x0055  # counter 2 LSB, then the control register (reads 0)
+    assert r.bus.read(CH1, 2) == 0x0000  # unaligned in the 4-port region: rejected
+    r.out(CTRL, 0xB0)
+    r.bus.write(CH2, 2, 0x8877)  # LSB 0x77 to counter 2, then 0x88 to the control port: latch counter 2
+    assert r.pit.state.channels[2].write_latch == 0x77
+    assert r.pit.state.channels[2].count_latched == 3
+    r.out(PORTB, 0x03)
+    assert r.bus.read(PORTB, 2) == 0x0313  # the register twice (OUT2 low: mode 0 still counting); refresh toggles per read
 
 
 def test_port61_bits() -> None:
