@@ -1,8 +1,9 @@
 """The 8254 programmable interval timer (ports 0x40-0x43), timed by the virtual clock only.
 
-Semantics are QEMU's ``hw/timer/i8254.c`` / ``i8254_common.c`` (the reference
-this project is compared against), which differ from a real Intel 8254 in a few
-documented ways (see ``docs/devices-pic-pit.md``):
+Semantics are those of QEMU 7.2's ``hw/timer/i8254.c`` / ``i8254_common.c`` (the
+reference this project is compared against; checked with probe kernels on
+qemu-system-i386 7.2), which differ from a real Intel 8254 in a few documented
+ways (see ``docs/devices-pic-pit.md``):
 
 * a counter is a function of the nanoseconds since its count was loaded:
   ``d = (ns - count_load_time) * 1193182 // 10**9`` input-clock ticks, and
@@ -12,6 +13,9 @@ documented ways (see ``docs/devices-pic-pit.md``):
   (after the first period), so read-back shows OUT=0 almost always; mode 3
   high for the first ``(count+1)//2`` ticks of each period; mode 4/5 high
   only while ``d == count``;
+* writing a complete count restarts counting at once in every mode, whatever
+  the gate; GATE only matters as a rising edge in modes 1, 2, 3 and 5
+  (restart) -- a low gate does not stop any counter;
 * the null-count status bit is never set; counting is binary even with the
   BCD bit (it is stored and read back) unless ``bcd_counting=True``;
 * modes 6 and 7 behave as 2 and 3 (datasheet; QEMU runs them as mode 0) but
