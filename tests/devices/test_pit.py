@@ -605,3 +605,23 @@ def test_small_counts_match_qemu_timer_chain(mode: int) -> None:
             r.program(0, mode, count)
             r.advance(end)
             assert _edges(r.calls) == _edges(ref.calls), (count, load)
+
+
+def test_edges_land_on_first_instruction_at_or_after_the_ns_on_a_slower_clock() -> None:
+    from emu.clock import ClockSpec
+
+    now = [0]
+    clock = Clock(ClockSpec(hz=300_000_000, cycles_per_insn=1), icount=lambda: now[0])  # 3.33 ns per instruction
+    seen: list[int] = []
+    pit = Pit8254(clock, lambda level: seen.append(now[0]) if level else None)
+    seen.clear()
+    pit.io_write(CTRL, 1, 0x34)
+    pit.io_write(CH0, 1, 1193 & 0xFF)
+    pit.io_write(CH0, 1, 1193 >> 8)
+    for _ in range(3):
+        now[0] = clock.next_deadline()
+        clock.run_due()
+    # edge k at ns floor_ns(k*1193+1); instruction i runs at ns i*10/3 (rounded down): first i with ns >= edge
+    expected = [-(-floor_ns(k * 1193 + 1) * 3 // 10) for k in (1, 2, 3)]
+    assert seen == expected
+    assert all(clock.ns(i) >= floor_ns(k * 1193 + 1) > clock.ns(i - 1) for i, k in zip(expected, (1, 2, 3)))
