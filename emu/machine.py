@@ -94,6 +94,7 @@ class Machine:
         self.cpu.on_interrupt = self._on_cpu_exception
         self.cpu.on_invalid = self._on_invalid
         self.cpu.on_privileged = self._on_privileged
+        self.cpu.on_rdtsc = self.clock.tsc
         self._window_steps = 0
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {}
         from emu import platform

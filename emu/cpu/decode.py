@@ -40,14 +40,16 @@ def last_mnemonic(code: bytes, bits: int = 32) -> str | None:
 
 
 IO_MNEMONICS = frozenset({"in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd"})
+HOOKED_MNEMONICS = IO_MNEMONICS | {"rdtsc", "rdtscp", "cpuid"}
+"""Instructions whose Unicorn instruction hooks need the exact site (see Vcpu._locate_site)."""
 
 
 @lru_cache(maxsize=8192)
 def io_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, int], ...]:
-    """(offset, instruction index, length) of each IN/OUT/INS/OUTS instruction in a block."""
+    """(offset, instruction index, length) of each instruction with a Unicorn instruction hook in a block."""
     sites = []
     for index, (start, size, mnemonic, _ops) in enumerate(_CS[bits].disasm_lite(code, 0)):
-        if mnemonic in IO_MNEMONICS:
+        if mnemonic in HOOKED_MNEMONICS:
             sites.append((start, index, size))
     return tuple(sites)
 

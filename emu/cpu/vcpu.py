@@ -43,9 +43,11 @@ GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
 EFLAGS_IF = 1 << 9
 HF_PE = 1 << 7
+HF_CS32 = 1 << 4
 CR0_PE = 1
 CR0_PG = 1 << 31
 
+RDTSC_HOOK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 uclib.uc_vmem_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 uclib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64)]
@@ -122,6 +124,13 @@ class Vcpu:
         self._stop_checks: dict[int, object] = {}
         self._priv_hooks: dict[int, tuple[int, str]] = {}
         self.counter.on_new_block(self._scan_block)
+        self.on_rdtsc: Callable[[], int] = lambda: self.vtime
+        self._rdtsc_cb = RDTSC_HOOK(self._hook_rdtsc)
+        handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(self._uch, ctypes.byref(handle), UC_HOOK_INSN, self._rdtsc_cb, None,
+                                ctypes.c_uint64(1), ctypes.c_uint64(0), ctypes.c_int(X.UC_X86_INS_RDTSC))
+        if err != 0:
+            raise EmuError(f"unicorn refused the RDTSC hook (error {err}): RDTSC would read host time")
 
     # --- registers --------------------------------------------------------
     def reg(self, name: str) -> int:
@@ -168,7 +177,7 @@ class Vcpu:
 
     def code_bits(self) -> int:
         """16 or 32: the default operand size of the current code segment."""
-        return 32 if self.context().u32(self.offsets.cs_flags) >> 22 & 1 else 16
+        return 32 if self.context().u32(self.offsets.hflags) & HF_CS32 else 16  # how QEMU decodes
 
     def io_permitted(self, port: int, size: int) -> bool:
         """IN/OUT privilege check (SDM Vol. 1 §19.5): CPL <= IOPL, else the TSS I/O permission bitmap."""
@@ -343,6 +352,20 @@ class Vcpu:
         offset, index, length = sites[self._io_ordinal]
         return IoSite((st.block_addr + offset) & 0xFFFFFFFF, length, st.block_entry + index)
 
+    def _hook_rdtsc(self, _uc, _user) -> int:
+        """RDTSC reads the virtual TSC (a function of the exact count), never host time."""
+        self.io_site = self._locate_io()
+        try:
+            tsc = self.on_rdtsc() & 0xFFFFFFFFFFFFFFFF
+            self.uc.reg_write(X.UC_X86_REG_EAX, tsc & 0xFFFFFFFF)
+            self.uc.reg_write(X.UC_X86_REG_EDX, tsc >> 32)
+        except Exception as exc:
+            self._hook_error = exc
+            self.request_stop("error")
+        finally:
+            self.io_site = None
+        return 1
+
     def _hook_in(self, uc, port, size, _user):
         self.io_site = self._locate_io()
         try:
@@ -444,21 +467,26 @@ class Vcpu:
         """Run the last ``target - count`` (< one block) instructions with a one-shot exit."""
         st = self.st
         pc = self.linear_pc()
-        _pc, _icount, tb_size = self.uc.ctl_request_cache(pc)
-        try:
-            code = self.read_virt(pc, max(tb_size, 16))
-        except GuestMemoryError:
+        # (ctl_request_cache must not be used here: a block it translates is not dropped by
+        # ctl_remove_cache, and the one-shot hook below would never fire.)
+        code = b""
+        for span in (256, 64, 16):
+            try:
+                code = self.read_virt(pc, span)
+                break
+            except GuestMemoryError:
+                continue
+        if not code:
             return Stop.DEADLINE
         starts = decode.offsets(code, self.code_bits())
         n = target - st.count
         if n >= len(starts):
             return Stop.DEADLINE
-        exit_at = pc + starts[n]
-        self.uc.ctl_set_exits([exit_at])
+        exit_at = (pc + starts[n]) & 0xFFFFFFFF
+        # A one-shot code hook at the n-th instruction stops the run before it (Unicorn honours a
+        # stop from a code hook immediately); the block is retranslated with it, and again after.
+        hook = self.uc.hook_add(UC_HOOK_CODE, self._hook_exact_stop, None, exit_at, exit_at)
         self.uc.ctl_remove_cache(pc, exit_at + 1)
-        # The one-shot exit bounds this run; the block hook must not stop it (Unicorn reports the
-        # truncated block's count as the whole block's), and the count is fixed from EIP below.
-        self.counter.learn(pc, starts[n], n)
         st.deadline = (1 << 64) - 1
         st.deadline_hit = 0
         st.block_size = 0
@@ -468,7 +496,7 @@ class Vcpu:
             self.sync_icount()
             return self._fatal(f"{exc} at {self.linear_pc():#010x}")
         finally:
-            self.uc.ctl_set_exits([])
+            self.uc.hook_del(hook)
             self.uc.ctl_remove_cache(pc, exit_at + 1)
             st.deadline = target
         if self._hook_error is not None:
@@ -479,6 +507,9 @@ class Vcpu:
         if self.stop_request:
             return Stop.REQUEST
         return Stop.DEADLINE
+
+    def _hook_exact_stop(self, uc, address, size, _user):
+        uc.emu_stop()
 
     def _fatal(self, reason: str) -> Stop:
         self.shutdown = Shutdown(reason)
