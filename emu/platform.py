@@ -72,4 +72,21 @@ def build(machine, disks: list[str], read_only: bool = False) -> Platform:
     for image in images:
         if image is not None:
             machine._closers.insert(0, image.flush)
+    seabios_leftovers(bus)
     return Platform(pic, pit, port61, pci, functions, (ide0, ide1), bmdma)
+
+
+# What QEMU 7.2 + SeaBIOS leave programmed for a multiboot kernel (measured under QEMU):
+# PIC vector bases 0x08/0x70, IMR 0xB8/0x8E, ELCR 0x00/0x0C; PIT counter 0 in mode 2 with count 65536.
+SEABIOS_PORT_WRITES = (
+    (0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, 0xB8),
+    (0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01), (0xA1, 0x8E),
+    (0x4D0, 0x00), (0x4D1, 0x0C),
+    (0x43, 0x34), (0x40, 0x00), (0x40, 0x00),
+)
+
+
+def seabios_leftovers(bus) -> None:
+    """Program the PIC pair, ELCR and PIT the way SeaBIOS leaves them (through their own ports)."""
+    for port, value in SEABIOS_PORT_WRITES:
+        bus.write(port, 1, value)
