@@ -325,8 +325,10 @@ class Machine:
         self._closers.clear()
 
     def _finish(self, reason: EndReason, status: int, message: str) -> RunResult:
+        """The result of this run; the guest's end (all but the budget) is kept in ``self.end``."""
         result = RunResult(reason, status, message, self.cpu.icount)
-        self.end = result
+        if reason is not EndReason.MAX_INSNS:
+            self.end = result
         return result
 
 

@@ -157,8 +157,6 @@ def test_budget_larger_than_the_run_is_not_reached() -> None:
     assert result.reason is EndReason.DEBUG_EXIT and result.icount == total
 
 
-@pytest.mark.xfail(strict=True, reason="Machine.run() after an instruction-limit end returns the old result: "
-                                       "Machine.end stays set, so a budgeted run cannot be resumed")
 def test_a_run_stopped_by_the_budget_resumes() -> None:
     m = machine(HELLO)
     assert m.run(max_insns=1000).icount == 1000
