@@ -12,6 +12,7 @@ from emu import EmuError, __version__
 SUBCOMMAND_MODULES = (
     "emu.run_cli",
     "emu.demo_cli",
+    "emu.hypervisor.cli",
     "emu.storage.cli",
     "emu.integrity.cli",
 )

@@ -31,6 +31,41 @@ ENTRY_CR0 = 0x11
 
 
 
+HYPERCALL_REGISTER_WIP = 1
+"""Leaf 1: EBX = guest-physical address of the guest's write-in-progress word (0 unregisters)."""
+HYPERCALL_ENOSYS = -38
+HYPERCALL_EPERM = -1
+HYPERCALL_EFAULT = -14
+
+
+def _register_wip(machine: "Machine") -> int:
+    """Hypercall leaf 1: remember where the guest keeps its write-in-progress word."""
+    addr = machine.cpu.reg("ebx")
+    if addr == 0:
+        machine.wip_addr = None
+        return 0
+    if not machine.cpu.contains(addr, 4) or addr & 3:
+        return HYPERCALL_EFAULT
+    machine.wip_addr = addr
+    return 0
+
+
+@dataclass(frozen=True)
+class IoExit:
+    """An I/O instruction exit as the monitor's observers see it (reason 30, SDM Table 28-5 fields)."""
+
+    guest: str
+    icount: int
+    rip: int
+    insn_len: int
+    port: int
+    size: int
+    is_in: bool
+    value: Optional[int]
+    reason: int = 30
+    reason_name: str = "IO_INSTRUCTION"
+
+
 class EndReason(enum.Enum):
     """How a run ended."""
 
@@ -96,7 +131,15 @@ class Machine:
         self.cpu.on_privileged = self._on_privileged
         self.cpu.on_rdtsc = self.clock.tsc
         self._window_steps = 0
-        self.hypercalls: dict[int, Callable[["Machine"], int]] = {}
+        self.hypercalls: dict[int, Callable[["Machine"], int]] = {HYPERCALL_REGISTER_WIP: _register_wip}
+        self.revoked_hypercalls: set[int] = set()
+        self.wip_addr: Optional[int] = None
+        """Guest-physical address of the guest's write-in-progress word (hypercall leaf 1), if registered."""
+        self.denied_ports: set[int] = set()
+        """Ports the monitor denied (I/O bitmap restriction): reads give all-ones, writes are dropped."""
+        self.io_exiting = False
+        """Unconditional I/O exiting (VT-x primary control 0x01000000): every IN/OUT notifies ``exit_observers``."""
+        self.exit_observers: list[Callable[["Machine", "IoExit"], None]] = []
         from emu import platform
         self.platform = platform.build(self, list(config.disks), config.disks_read_only)
         self.pic = self.platform.pic
@@ -115,7 +158,19 @@ class Machine:
         if not cpu.io_permitted(port, size):
             self._fault_at_io(interrupts.GP, 0)
             return cpu.reg("eax") & ((1 << (8 * size)) - 1)  # the IN completes: leave EAX as it was
+        if self.io_exiting:
+            self._io_exit(port, size, True, None)
+        if port in self.denied_ports:
+            return (1 << (8 * size)) - 1
         return self.bus.read(port, size)
+
+    def _io_exit(self, port: int, size: int, is_in: bool, value: Optional[int]) -> None:
+        """An I/O instruction VM exit: the guest is suspended while every observer runs (patent block 310)."""
+        site = self.cpu.io_site
+        event = IoExit(self.name, site.icount if site else self.cpu.vtime, site.pc if site else 0,
+                       site.length if site else 0, port, size, is_in, value)
+        for observer in list(self.exit_observers):
+            observer(self, event)
 
     def _fault_at_io(self, vector: int, error_code: Optional[int]) -> None:
         """Raise a fault at the I/O instruction a hook runs for (delivered once the run stops)."""
@@ -150,7 +205,10 @@ class Machine:
         if not cpu.io_permitted(port, size):
             self._fault_at_io(interrupts.GP, 0)
             return
-        self.bus.write(port, size, value)
+        if self.io_exiting:
+            self._io_exit(port, size, False, value)
+        if port not in self.denied_ports:
+            self.bus.write(port, size, value)
         if self.end is not None:
             self.cpu.request_stop("end")
         elif self.pic is not None and self.pic.intr and self.cpu.reg("eflags") & EFLAGS_IF:
@@ -229,7 +287,10 @@ class Machine:
         """Handle a hypercall (EAX = leaf); True when handled (result in EAX)."""
         leaf = self.cpu.reg("eax")
         handler = self.hypercalls.get(leaf)
-        result = handler(self) if handler else -38  # -ENOSYS
+        if leaf in self.revoked_hypercalls:
+            result = HYPERCALL_EPERM
+        else:
+            result = handler(self) if handler else HYPERCALL_ENOSYS
         self.cpu.set_reg("eax", result & 0xFFFFFFFF)
         return True
 

@@ -1,0 +1,89 @@
+"""`emu host SCENARIO.toml`: run a multi-guest scenario with the trap handler; prints a timeline and a summary."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def add_parsers(sub) -> None:
+    """Register `emu host`."""
+    p = sub.add_parser("host", help="run a multi-guest scenario with the trap handler",
+                       description="Run the guests of a scenario file round-robin in deterministic quanta; chosen VM "
+                                   "exits enter the trap handler, which validates a guest's disk when it is safe and "
+                                   "restricts the guest on findings. Prints a timeline and a summary (or JSON).")
+    p.add_argument("scenario", metavar="SCENARIO.toml")
+    p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.set_defaults(func=cmd_host)
+
+
+def format_event(e: dict[str, Any]) -> str:
+    """One timeline line for an event."""
+    head = f"{e['icount']:>12} {e['guest']:<6}"
+    if e["kind"] == "console":
+        return f"{head} | {e['line']}"
+    if e["kind"] == "guest_end":
+        return f"{head} ** ended: {e['message']}"
+    block, step = e["block"], e["step"]
+    detail = {k: v for k, v in e.items() if k not in ("kind", "block", "step", "guest", "icount")}
+    if block == 330 and not detail.get("safe"):
+        text = f"unsafe ({detail['reason']}): validation deferred"
+    elif block == 330:
+        text = "safe"
+    elif block == 410:
+        text = "validation clean" if detail["clean"] else "FINDINGS: " + "; ".join(detail["summary"])
+    elif block == 420:
+        text = ("restricted: " + ", ".join(detail["applied"])) if "applied" in detail else \
+            "restrictions lifted: " + ", ".join(detail["lifted"])
+    elif block == 310:
+        text = f"trap on {detail['reason']}" + (f" port {detail['port']:#x}" if detail.get("port") is not None else "")
+    else:
+        text = ", ".join(f"{k}={v}" for k, v in detail.items())
+    return f"{head} [{block} {step}] {text}"
+
+
+def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None) -> tuple[int, dict]:
+    """Run a scenario printing to ``out``; returns (exit status, summary)."""
+    from emu.hypervisor.host import Host
+    from emu.hypervisor.scenario import load
+
+    out = out or sys.stdout
+    scenario = load(path)
+
+    def on_event(e: dict[str, Any]) -> None:
+        if json_out:
+            print(json.dumps(e, sort_keys=True), file=out)
+        elif not quiet:
+            print(format_event(e), file=out)
+
+    host = Host(scenario, on_event=on_event)
+    try:
+        summary = host.run()
+    finally:
+        host.close()
+    if json_out:
+        print(json.dumps({"kind": "summary", **summary}, sort_keys=True), file=out)
+    else:
+        print(format_summary(summary), file=out)
+    return 0, summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The readable summary."""
+    lines = ["summary:",
+             f"  validations: {s['validations']} ({sum(1 for r in s['results'] if r['clean'])} clean)",
+             f"  trapped exits: {s['trapped_exits']}",
+             "  deferrals: " + (", ".join(f"{k}={v}" for k, v in s["deferrals"].items()) or "none"),
+             f"  findings: {s['findings']}",
+             f"  restricted at the end: {'yes' if s['restricted'] else 'no'}",
+             f"  longest validation pause: {s['pause_ms_max']} ms"]
+    for name, g in s["guests"].items():
+        lines.append(f"  guest {name}: {g['end']} ({g['icount']} instructions)")
+    return "\n".join(lines)
+
+
+def cmd_host(args) -> int:
+    """`emu host`."""
+    status, _ = run_scenario(args.scenario, json_out=args.json, quiet=args.quiet)
+    return status

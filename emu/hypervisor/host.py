@@ -1,0 +1,184 @@
+"""The host: several guests scheduled round-robin in deterministic instruction quanta, and the trap handler.
+
+Each guest is a :class:`emu.machine.Machine` with its own vCPU, RAM, devices
+and disks (the scenario's disk images are copied first, so a run never
+changes the files it was given).  Quanta are ``quantum`` instructions plus a
+jitter drawn from a PRNG seeded by the scenario, so quantum boundaries fall
+at varied but reproducible points.  Host time is the sum of the guests'
+virtual times (one virtual CPU shared in turn).
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from emu.hypervisor.scenario import RestrictionSpec, Scenario
+from emu.hypervisor.trap import TrapEvent, TrapHandler
+from emu.machine import EndReason, Machine, MachineConfig, RunResult
+
+
+@dataclass
+class GuestState:
+    """Scheduling state of one guest."""
+
+    machine: Machine
+    paused: bool = False
+    result: Optional[RunResult] = None
+    console: bytearray = field(default_factory=bytearray)
+
+
+class Host:
+    """Runs a scenario: builds the guests, wires the trap handler, schedules, restricts."""
+
+    def __init__(self, scenario: Scenario, on_event: Optional[Callable[[dict[str, Any]], None]] = None,
+                 on_console: Optional[Callable[[str, str], None]] = None):
+        self.scenario = scenario
+        self.on_event = on_event or (lambda e: None)
+        self.on_console = on_console or (lambda guest, line: None)
+        self.events: list[dict[str, Any]] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="emu-host-")
+        self.guests: dict[str, GuestState] = {}
+        self.machines: dict[str, Machine] = {}
+        self.detached: set[str] = set()
+        self.disk_copies: dict[str, list[Path]] = {}
+        self.rng = random.Random(scenario.seed)
+        for spec in scenario.guests:
+            copies = []
+            for i, disk in enumerate(spec.disks):
+                copy = Path(self._tmp.name) / f"{spec.name}-{i}-{disk.name}"
+                shutil.copyfile(disk, copy)
+                copies.append(copy)
+            self.disk_copies[spec.name] = copies
+            state = GuestState(None)  # type: ignore[arg-type]
+            machine = Machine(MachineConfig(kernel=str(spec.kernel), cmdline=spec.cmdline, mem_mib=spec.mem,
+                                            disks=[str(c) for c in copies], name=spec.name),
+                              console=self._console_sink(spec.name, state))
+            state.machine = machine
+            self.guests[spec.name] = state
+            self.machines[spec.name] = machine
+        self.trap = TrapHandler(self, scenario, self._emit_trap)
+        trapper = self.machines[scenario.trap.guest]
+        trapper.io_exiting = "IO_INSTRUCTION" in scenario.trap.reasons
+        trapper.exit_observers.append(self.trap.on_exit)
+
+    # --- plumbing -------------------------------------------------------------
+    def _console_sink(self, name: str, state: GuestState) -> Callable[[int], None]:
+        def sink(byte: int) -> None:
+            if byte == 0x0A:
+                self._event({"kind": "console", "guest": name, "icount": self.machines[name].cpu.vtime,
+                             "line": state.console.decode(errors="replace")})
+                self.on_console(name, state.console.decode(errors="replace"))
+                state.console.clear()
+            else:
+                state.console.append(byte)
+        return sink
+
+    def _event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self.on_event(event)
+
+    def _emit_trap(self, event: TrapEvent) -> None:
+        self._event(event.to_json())
+
+    def time_ns(self) -> int:
+        """Host virtual time: the guests' virtual times added (they share one virtual CPU in turn)."""
+        return sum(m.clock.ns() for m in self.machines.values())
+
+    def schedulable(self) -> list[str]:
+        """Guests that the scheduler will run (block 370)."""
+        return [n for n, g in self.guests.items() if g.result is None and not g.paused and n not in self.detached]
+
+    def disk_position(self, machine: Machine, index: int):
+        """(channel, unit) of the guest's disk ``index`` (primary master, primary slave, secondary …)."""
+        return machine.platform.ide[index // 2], index % 2
+
+    # --- restrictions (block 420) -------------------------------------------------
+    def restrict(self, machine: Machine, spec: RestrictionSpec) -> list[str]:
+        """Apply the scenario's restrictions to ``machine``; returns what was applied."""
+        applied = []
+        for r in spec.on_findings:
+            if r == "quarantine_vlan":
+                nic = getattr(machine, "switch_port", None)
+                if nic is not None:
+                    self.switch.set_vlan(nic, spec.quarantine_vlan)
+                applied.append(f"quarantine_vlan={spec.quarantine_vlan}" + ("" if nic is not None else " (no NIC)"))
+            elif r == "deny_ports":
+                machine.denied_ports.update(spec.deny_ports)
+                applied.append("deny_ports=" + ",".join(f"{p:#x}" for p in spec.deny_ports))
+            elif r == "revoke_hypercalls":
+                machine.revoked_hypercalls.update(spec.revoke_hypercalls)
+                applied.append("revoke_hypercalls=" + ",".join(map(str, spec.revoke_hypercalls)))
+            elif r == "pause":
+                self.guests[machine.name].paused = True
+                applied.append("pause")
+        return applied
+
+    def lift(self, machine: Machine, spec: RestrictionSpec) -> list[str]:
+        """Undo :meth:`restrict`."""
+        machine.denied_ports.difference_update(spec.deny_ports)
+        machine.revoked_hypercalls.difference_update(spec.revoke_hypercalls)
+        self.guests[machine.name].paused = False
+        nic = getattr(machine, "switch_port", None)
+        if nic is not None:
+            self.switch.set_vlan(nic, machine.home_vlan)
+        return list(spec.on_findings)
+
+    # --- scheduling -----------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run every guest to its end (or the scenario's budget); return the summary."""
+        budget = self.scenario.max_insns
+        while True:
+            runnable = self.schedulable()
+            if not runnable:
+                break
+            for name in runnable:
+                state = self.guests[name]
+                if state.result is not None or state.paused:
+                    continue
+                machine = state.machine
+                quantum = self.scenario.quantum + (self.rng.randrange(self.scenario.jitter + 1)
+                                                   if self.scenario.jitter else 0)
+                quantum = min(quantum, budget - machine.cpu.icount)
+                if quantum <= 0:
+                    state.result = RunResult(EndReason.MAX_INSNS, 124, "instruction budget of the scenario reached",
+                                             machine.cpu.icount)
+                    self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
+                                 "message": state.result.message, "status": state.result.status})
+                    continue
+                result = machine.run(max_insns=quantum)
+                if result.reason is not EndReason.MAX_INSNS:
+                    state.result = result
+                    self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
+                                 "message": result.message, "status": result.status})
+        for state in self.guests.values():
+            state.machine.close()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """Validations, deferrals by reason, findings, restrictions, guest ends."""
+        t = self.trap
+        return {
+            "validations": t.validations,
+            "trapped_exits": t.trapped,
+            "deferrals": dict(sorted(t.deferrals.items())),
+            "findings": t.findings_total,
+            "restricted": t.restricted,
+            "results": [{"validation": r["validation"], "clean": r["clean"], "counts": r["counts"]} for r in t.results],
+            "guests": {n: {"status": g.result.status if g.result else None,
+                           "end": g.result.message if g.result else "paused" if g.paused else None,
+                           "icount": g.machine.cpu.icount}
+                       for n, g in self.guests.items()},
+            "pause_ms_max": round(max((p[0] for p in t.pauses), default=0.0) * 1000, 3),
+        }
+
+    def final_disk(self, guest: str, index: int = 0) -> bytes:
+        """The bytes of a guest's (copied) disk now."""
+        return self.disk_copies[guest][index].read_bytes()
+
+    def close(self) -> None:
+        """Remove the disk copies."""
+        self._tmp.cleanup()

@@ -1,0 +1,172 @@
+"""The trap handler: US patent 7,539,986 processes 300 and 400 as an explicit state machine.
+
+Each step carries the patent's block number and emits one event:
+310 trap → 315/320 elapsed? → 330 safe? → 340 remap the disk to the validator →
+355 unmount (not needed for a monitor-side read-only analysis) → 410 analysis
+and validation → 420 restrictions → 360 remap back → 370 schedule.
+An unsafe point defers the validation (330, with the reason) and goes to 370.
+"""
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from emu.cpu.vcpu import EFLAGS_IF
+
+
+class Block(enum.IntEnum):
+    """Block numbers of the patent's FIG. 3 / FIG. 4."""
+
+    TRAP = 310
+    ELAPSED_CLOCK = 315
+    ELAPSED_COUNTER = 320
+    SAFETY = 330
+    REMAP = 340
+    UNMOUNT_CHECK = 350
+    UNMOUNT = 355
+    REMAP_BACK = 360
+    SCHEDULE = 370
+    ANALYSIS = 410
+    RESTRICT = 420
+
+
+class Unsafe(str, enum.Enum):
+    """Why block 330 deferred a validation."""
+
+    IF_MASKED = "if_masked"
+    INTERRUPT_SHADOW = "interrupt_shadow"
+    WRITE_IN_PROGRESS = "write_in_progress"
+    DMA_ACTIVE = "dma_active"
+    ATA_BUSY = "ata_busy"
+
+
+@dataclass
+class TrapEvent:
+    """One step of the handler, for the timeline, traces and tests."""
+
+    block: Block
+    guest: str
+    icount: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "trap_step", "block": int(self.block), "step": self.block.name.lower(), "guest": self.guest,
+                "icount": self.icount, **self.detail}
+
+
+def safety(target) -> Optional[Unsafe]:
+    """Block 330: the first reason validating ``target`` (a Machine) now is unsafe, or None."""
+    cpu = target.cpu
+    if not cpu.reg("eflags") & EFLAGS_IF:
+        return Unsafe.IF_MASKED
+    if cpu.interrupt_shadow:
+        return Unsafe.INTERRUPT_SHADOW
+    if target.wip_addr is not None and int.from_bytes(cpu.read_phys(target.wip_addr, 4), "little"):
+        return Unsafe.WRITE_IN_PROGRESS
+    platform = target.platform
+    for engine in platform.bmdma.engines:
+        if engine.active and engine.st.in_flight:
+            return Unsafe.DMA_ACTIVE
+    if any(channel.busy for channel in platform.ide):
+        return Unsafe.ATA_BUSY
+    return None
+
+
+class TrapHandler:
+    """Runs the patent's process on chosen VM exits of one guest, validating another guest's disk."""
+
+    def __init__(self, host, scenario, emit: Callable[[TrapEvent], None]):
+        self.host = host
+        self.scenario = scenario
+        self.emit = emit
+        self.policy = scenario.policy
+        self.counter = 0
+        self.last_validation_ns = 0
+        self.validations = 0
+        self.deferrals: dict[str, int] = {}
+        self.findings_total = 0
+        self.restricted = False
+        self.results: list[dict[str, Any]] = []
+        self.pauses: list[tuple[float, int]] = []   # (host seconds, guest instructions of the trapping guest)
+        self.trapped = 0
+        from emu.integrity.baseline import Baseline
+        self.baseline = Baseline.load(scenario.baseline)
+
+    # --- 310 --------------------------------------------------------------
+    def on_exit(self, machine, exit_) -> None:
+        """Block 310: a chosen exit of the trapping guest enters the handler (the guest is suspended)."""
+        if exit_.reason_name not in self.scenario.trap.reasons:
+            return
+        self.trapped += 1
+        target = self.host.machines[self.scenario.trap.validate]
+        now_ns = self.host.time_ns()
+        if not self._elapsed(now_ns):
+            return
+        self.emit(TrapEvent(Block.TRAP, machine.name, exit_.icount,
+                            {"reason": exit_.reason_name, "port": getattr(exit_, "port", None), "rip": exit_.rip}))
+        unsafe = safety(target)
+        if unsafe is not None:
+            self.deferrals[unsafe.value] = self.deferrals.get(unsafe.value, 0) + 1
+            self.emit(TrapEvent(Block.SAFETY, target.name, target.cpu.vtime, {"safe": False, "reason": unsafe.value}))
+            self.emit(TrapEvent(Block.SCHEDULE, machine.name, exit_.icount, {"guests": self.host.schedulable()}))
+            return
+        self.emit(TrapEvent(Block.SAFETY, target.name, target.cpu.vtime, {"safe": True}))
+        self._validate(machine, target, exit_, now_ns)
+
+    def _elapsed(self, now_ns: int) -> bool:
+        """Blocks 315/320: has enough virtual time passed, or have enough exits been trapped?"""
+        if self.policy.kind == "counter":
+            self.counter += 1
+            if self.counter < self.policy.count:
+                return False
+            self.counter = 0
+            return True
+        return now_ns - self.last_validation_ns >= self.policy.interval_ns
+
+    # --- 340 … 370 ----------------------------------------------------------
+    def _validate(self, machine, target, exit_, now_ns: int) -> None:
+        from emu.integrity import validate
+
+        started = time.perf_counter()
+        channel, unit = self.host.disk_position(target, self.scenario.trap.disk)
+        drive = channel.drives[unit]
+        backing = drive.detach()                       # 340: the guest loses its disk
+        self.host.detached.add(target.name)
+        self.emit(TrapEvent(Block.REMAP, target.name, target.cpu.vtime,
+                            {"disk": self.scenario.trap.disk, "to": "validator", "read_only": True}))
+        try:
+            self.emit(TrapEvent(Block.UNMOUNT_CHECK, target.name, target.cpu.vtime,
+                                {"unmount": False, "why": "read-only analysis from the monitor needs no unmount"}))
+            findings = validate(backing.view(), self.baseline)   # 410: read-only
+        finally:
+            drive.attach(backing)                      # 360: the disk comes back
+            self.host.detached.discard(target.name)
+        self.validations += 1
+        self.last_validation_ns = now_ns
+        result = {"validation": self.validations, "clean": findings.clean, "findings": findings.to_json()["findings"],
+                  "counts": findings.counts()}
+        self.results.append(result)
+        self.emit(TrapEvent(Block.ANALYSIS, target.name, target.cpu.vtime,
+                            {"clean": findings.clean, "counts": findings.counts(),
+                             "summary": [" ".join(f.to_text().split()) for f in findings]}))
+        self._restrict(target, findings)
+        self.emit(TrapEvent(Block.REMAP_BACK, target.name, target.cpu.vtime, {"disk": self.scenario.trap.disk}))
+        self.emit(TrapEvent(Block.SCHEDULE, machine.name, exit_.icount, {"guests": self.host.schedulable()}))
+        self.pauses.append((time.perf_counter() - started, 0))
+
+    def _restrict(self, target, findings) -> None:
+        """Block 420: apply the policy's restrictions on findings; lift them on a clean result if asked."""
+        spec = self.scenario.restrictions
+        if not findings.clean:
+            self.findings_total += len(findings)
+            if not self.restricted and spec.on_findings:
+                applied = self.host.restrict(target, spec)
+                self.restricted = True
+                self.emit(TrapEvent(Block.RESTRICT, target.name, target.cpu.vtime, {"applied": applied}))
+        elif self.restricted and spec.lift_when_clean:
+            lifted = self.host.lift(target, spec)
+            self.restricted = False
+            self.emit(TrapEvent(Block.RESTRICT, target.name, target.cpu.vtime, {"lifted": lifted}))
+
