@@ -1,0 +1,380 @@
+"""The observer interface, checkpoint digests, and the adapter that taps a running :class:`emu.machine.Machine`.
+
+Observer contract (what a machine, the host or the trap handler calls)::
+
+    observer.on_event(kind: str, icount: int, guest: str, fields: dict) -> None
+    observer.checkpoint(icount: int, guest: str, digest_fields: dict) -> None
+
+``icount`` is the exact number of guest instructions retired when the event
+happened (inside an I/O exit: before the I/O instruction).  ``fields`` hold
+only JSON integers, strings, booleans, null, lists and objects (no floats).
+
+:class:`MachineTap` produces those calls for a Machine without touching its
+hot paths: it wraps a handful of bound methods on the *instances* (never the
+classes), listed in docs/traces.md:
+
+============== ======================================================================
+kind           source
+============== ======================================================================
+vmexit         ``machine.cpu.on_in`` / ``on_out`` (I/O instruction, SDM exit reason 30),
+               until the machine has ``observers`` and reports exits itself
+console        ``machine._console_sink`` (each byte written to port 0xE9)
+interrupt      ``machine.deliver`` (every interrupt / exception delivered)
+ata_command    ``AtaChannel._command`` of each channel (command register writes)
+disk_io        each drive's ``backing`` (a proxy: every sector read / write of a disk)
+dma_start      ``BmDmaChannel._begin`` of each bus master engine
+dma_complete   ``BmDmaChannel._step`` (the step that finishes a transfer)
+checkpoint     the tap itself: at the first event at or after every ``checkpoint_every``
+               instructions, and at the end of the run
+end            :meth:`MachineTap.finish` (the run's result)
+============== ======================================================================
+
+Events caused by another event (the ``disk_io`` of an ``ata_command`` issued by
+an ``out`` exit) are recorded after their cause, in causal order.
+"""
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Any, Callable, Optional, Protocol
+
+from emu.trace.format import Kind, make_event
+
+IO_INSTRUCTION = 30
+"""VM-exit basic reason 30, I/O instruction (SDM Vol. 3D Appendix C)."""
+# Exit qualification for I/O instructions (SDM Vol. 3C Table 28-5 / 27-5).
+IOQ_IN = 1 << 3
+IOQ_STRING = 1 << 4
+IOQ_REP = 1 << 5
+IOQ_IMM = 1 << 6
+_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+REGISTERS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags",
+             "cs", "ss", "ds", "es", "fs", "gs", "cr0", "cr2", "cr3", "cr4")
+"""The registers a checkpoint dumps."""
+DEFAULT_CHECKPOINT_EVERY = 10_000_000
+
+
+class Observer(Protocol):
+    """Receives a guest's events (see the module docstring)."""
+
+    def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
+        """One event at exact instruction count ``icount``."""
+
+    def checkpoint(self, icount: int, guest: str, digest_fields: dict) -> None:
+        """A state digest (registers, RAM and disk hashes) at ``icount``."""
+
+
+def io_qualification(port: int, size: int, is_in: bool, code: bytes) -> int:
+    """The I/O exit qualification (SDM Table 27-5): size-1, direction, string, REP, immediate, port."""
+    q = ((size - 1) & 7) | (port & 0xFFFF) << 16
+    if is_in:
+        q |= IOQ_IN
+    i = 0
+    rep = False
+    while i < len(code) and code[i] in _PREFIXES:
+        rep |= code[i] in (0xF2, 0xF3)
+        i += 1
+    op = code[i] if i < len(code) else 0
+    if 0x6C <= op <= 0x6F:
+        q |= IOQ_STRING | (IOQ_REP if rep else 0)
+    elif 0xE4 <= op <= 0xE7:
+        q |= IOQ_IMM
+    return q
+
+
+def guest_icount(machine) -> int:
+    """Exact guest instructions retired now (before the I/O instruction inside an I/O hook)."""
+    cpu = machine.cpu
+    return cpu.vtime - cpu.idle
+
+
+def registers(machine) -> dict[str, int]:
+    """The checkpoint register dump; inside an I/O hook EIP is that of the I/O instruction."""
+    cpu = machine.cpu
+    regs = {name: cpu.reg(name) for name in REGISTERS}
+    site = cpu.io_site
+    if site is not None:
+        cs_base = cpu.context().u64(cpu.offsets.cs_base)
+        regs["eip"] = (site.pc - cs_base) & 0xFFFFFFFF
+    return regs
+
+
+def disk_drives(machine) -> list[tuple[str, Any]]:
+    """(name, drive) of every IDE drive with a disk: ``ide0.0`` primary master … ``ide1.1``."""
+    platform = getattr(machine, "platform", None)
+    out = []
+    for ch in getattr(platform, "ide", ()):
+        for drive in ch.drives:
+            if drive.backing is not None:
+                out.append((f"{ch.name}.{drive.unit}", drive))
+    return out
+
+
+def _disk_sha256(backing) -> str:
+    h = hashlib.sha256()
+    step = 2048
+    for lba in range(0, backing.sectors, step):
+        h.update(backing.read(lba, min(step, backing.sectors - lba)))
+    return h.hexdigest()
+
+
+def digest_fields(machine) -> dict:
+    """Checkpoint fields: register dump, virtual time, SHA-256 of RAM and of each disk, and one overall digest."""
+    cpu = machine.cpu
+    regs = registers(machine)
+    ram = hashlib.sha256(cpu.ram_view).hexdigest()
+    disks = {}
+    for name, drive in disk_drives(machine):
+        backing = drive.backing
+        if isinstance(backing, TracedBacking):
+            backing = backing.base
+        disks[name] = _disk_sha256(backing)
+    overall = hashlib.sha256()
+    for name in REGISTERS:
+        overall.update(regs[name].to_bytes(8, "little"))
+    overall.update(bytes.fromhex(ram))
+    for name in sorted(disks):
+        overall.update(name.encode() + bytes.fromhex(disks[name]))
+    return {"digest": overall.hexdigest(), "regs": regs, "ram_sha256": ram, "disks": disks,
+            "vtime": cpu.vtime, "idle": cpu.idle}
+
+
+class TracedBacking:
+    """A drive's disk seen through the tap: every sector read and write becomes a ``disk_io`` event."""
+
+    def __init__(self, base, name: str, tap: "MachineTap"):
+        self.base = base
+        self.name = name
+        self._tap = tap
+        if hasattr(base, "write"):
+            self.write = self._write
+
+    def __getattr__(self, item: str):
+        return getattr(self.base, item)
+
+    def read(self, lba: int, count: int) -> bytes:
+        """Read from the disk and record lba, count and the CRC-32 of the data."""
+        data = self.base.read(lba, count)
+        self._tap.emit(Kind.DISK_IO.value, {"drive": self.name, "op": "read", "lba": lba, "count": count,
+                                            "crc32": zlib.crc32(data)})
+        return data
+
+    def _write(self, lba: int, data) -> None:
+        self.base.write(lba, data)
+        self._tap.emit(Kind.DISK_IO.value, {"drive": self.name, "op": "write", "lba": lba,
+                                            "count": len(data) // 512, "crc32": zlib.crc32(data)})
+
+
+class MachineTap:
+    """Turns what a Machine does into observer calls; :meth:`finish` records the final checkpoint and ``end``."""
+
+    def __init__(self, machine, observer: Observer, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY):
+        if checkpoint_every <= 0:
+            raise ValueError("checkpoint_every must be positive")
+        self.machine = machine
+        self.observer = observer
+        self.guest = machine.name
+        self.checkpoint_every = checkpoint_every
+        self.next_checkpoint = checkpoint_every
+        self.machine_reports = isinstance(getattr(machine, "observers", None), list)
+        self._stack: list[list[tuple[str, int, dict]]] = []
+        self._finished = False
+        self._install()
+
+    # --- emission ---------------------------------------------------------------------
+    def emit(self, kind: str, fields: dict, icount: Optional[int] = None) -> None:
+        """Record an event now (or after the event being handled, when nested)."""
+        if icount is None:
+            icount = guest_icount(self.machine)
+        if self._stack:
+            self._stack[-1].append((kind, icount, fields))
+        else:
+            self._deliver(kind, icount, fields)
+
+    def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
+        """Observer entry for a machine that reports events itself (``machine.observers``)."""
+        self.emit(kind, fields, icount)
+
+    def checkpoint(self, icount: int, guest: str, fields: dict) -> None:
+        """Observer entry: a checkpoint the machine took itself."""
+        self.observer.checkpoint(icount, guest, fields)
+
+    def _deliver(self, kind: str, icount: int, fields: dict) -> None:
+        if icount >= self.next_checkpoint:
+            self.observer.checkpoint(icount, self.guest, digest_fields(self.machine))
+            self.next_checkpoint = (icount // self.checkpoint_every + 1) * self.checkpoint_every
+        self.observer.on_event(kind, icount, self.guest, fields)
+
+    def _nested(self, call: Callable[[], Any], describe: Callable[[Any], Optional[tuple[str, dict]]],
+                icount: int) -> Any:
+        """Run ``call``; record describe(result) first, then the events it caused."""
+        self._stack.append([])
+        try:
+            result = call()
+        finally:
+            inner = self._stack.pop()
+        event = describe(result)
+        if event is not None:
+            self.emit(event[0], event[1], icount)
+        for kind, ic, fields in inner:
+            self.emit(kind, fields, ic)
+        return result
+
+    # --- the run's end --------------------------------------------------------------------
+    def finish(self, result) -> None:
+        """Final checkpoint and the ``end`` record (reason, status, message) for a RunResult."""
+        if self._finished:
+            return
+        self._finished = True
+        icount = guest_icount(self.machine)
+        self.observer.checkpoint(icount, self.guest, digest_fields(self.machine))
+        self.observer.on_event(Kind.END.value, icount, self.guest,
+                               {"reason": result.reason.value, "status": result.status, "message": result.message})
+
+    # --- wrapping ---------------------------------------------------------------------------
+    def _install(self) -> None:
+        m = self.machine
+        if self.machine_reports:
+            m.observers.append(self)
+        else:
+            self._wrap_io()
+            self._wrap_console()
+            self._wrap_deliver()
+        platform = getattr(m, "platform", None)
+        for ch in getattr(platform, "ide", ()):
+            self._wrap_channel(ch)
+        bmdma = getattr(platform, "bmdma", None)
+        for engine in getattr(bmdma, "engines", ()):
+            self._wrap_engine(engine)
+
+    def _wrap_io(self) -> None:
+        cpu = self.machine.cpu
+        orig_in, orig_out = cpu.on_in, cpu.on_out
+        codes: dict[int, bytes] = {}
+
+        def site_fields(port: int, size: int, is_in: bool) -> tuple[dict, int]:
+            site = cpu.io_site
+            if site is None:
+                return {"reason": IO_INSTRUCTION, "reason_name": "IO_INSTRUCTION",
+                        "qualification": io_qualification(port, size, is_in, b""), "rip": None, "insn_len": None,
+                        "port": port, "size": size}, guest_icount(self.machine)
+            try:
+                code = cpu.read_virt(site.pc, site.length)
+            except Exception:
+                code = codes.get(site.pc, b"")
+            cs_base = cpu.context().u64(cpu.offsets.cs_base)
+            return {"reason": IO_INSTRUCTION, "reason_name": "IO_INSTRUCTION",
+                    "qualification": io_qualification(port, size, is_in, code),
+                    "rip": (site.pc - cs_base) & 0xFFFFFFFF, "insn_len": site.length,
+                    "port": port, "size": size}, site.icount
+
+        def on_in(port: int, size: int) -> int:
+            fields, icount = site_fields(port, size, True)
+
+            def describe(value: int):
+                fields["value"] = value
+                return Kind.VMEXIT.value, fields
+            return self._nested(lambda: orig_in(port, size), describe, icount)
+
+        def on_out(port: int, size: int, value: int) -> None:
+            fields, icount = site_fields(port, size, False)
+            fields["value"] = value
+            self._nested(lambda: orig_out(port, size, value), lambda _r: (Kind.VMEXIT.value, fields), icount)
+
+        cpu.on_in = on_in
+        cpu.on_out = on_out
+
+    def _wrap_console(self) -> None:
+        m = self.machine
+        sink = m._console_sink
+
+        def console(byte: int) -> None:
+            self.emit(Kind.CONSOLE.value, {"byte": byte})
+            sink(byte)
+        m._console_sink = console
+
+    def _wrap_deliver(self) -> None:
+        m = self.machine
+        deliver = m.deliver
+
+        def traced_deliver(event) -> None:
+            icount = guest_icount(m)
+            fields = {"vector": event.vector, "type": event.kind.name.lower(), "error_code": event.error_code,
+                      "return_eip": event.return_eip}
+
+            def describe(_r):
+                shutdown = m.cpu.shutdown
+                if shutdown is not None:
+                    fields["shutdown"] = shutdown.reason
+                else:
+                    fields["handler_eip"] = m.cpu.reg("eip")
+                return Kind.INTERRUPT.value, fields
+            self._nested(lambda: deliver(event), describe, icount)
+        m.deliver = traced_deliver
+
+    def _wrap_channel(self, ch) -> None:
+        from emu.devices.ata import Cmd, DRQ, Xfer
+
+        command = ch._command
+        for drive in ch.drives:
+            if drive.backing is not None and not isinstance(drive.backing, TracedBacking):
+                drive.backing = TracedBacking(drive.backing, f"{ch.name}.{drive.unit}", self)
+
+        def traced_command(val: int) -> None:
+            d = ch.selected
+            s = d.st
+            fields = {"channel": ch.name, "unit": d.unit, "command": val,
+                      "name": Cmd(val).name if val in Cmd._value2member_map_ else None,
+                      "taskfile": [s.feature, s.nsector, s.sector, s.lcyl, s.hcyl, s.select]}
+
+            def describe(_r):
+                fields["status"] = s.status
+                fields["error"] = s.error
+                if s.status & DRQ and s.end_transfer is not Xfer.SECTOR_WRITE and s.data_end:
+                    fields["data_crc32"] = zlib.crc32(bytes(s.io_buffer[:s.data_end]))
+                return Kind.ATA_COMMAND.value, fields
+            self._nested(lambda: command(val), describe, guest_icount(self.machine))
+        ch._command = traced_command
+
+    def _wrap_engine(self, engine) -> None:
+        from emu.devices.ata import DmaCmd
+
+        begin, step = engine._begin, engine._step
+        s = engine.st
+
+        def traced_begin() -> None:
+            if s.unit < 0:
+                return begin()
+            drive = engine.channel.drives[s.unit]
+            cmd = drive.st.dma_cmd
+            if cmd is DmaCmd.NONE:
+                return begin()
+            fields = {"channel": engine.index, "unit": s.unit, "direction": cmd.name.lower(),
+                      "bytes": drive.dma_bytes, "prd_table": s.addr}
+
+            def describe(_r):
+                fields["started"] = s.in_flight
+                fields["sg"] = [list(e) for e in s.sg] if s.in_flight else []
+                fields["bmis"] = s.status
+                fields["ata_status"] = drive.st.status
+                return Kind.DMA_START.value, fields
+            return self._nested(begin, describe, guest_icount(self.machine))
+
+        def traced_step() -> None:
+            if not s.in_flight or s.sg_index + 1 < len(s.sg):
+                return step()
+            unit = s.unit
+            drive = engine.channel.drives[unit]
+            is_write = engine._staging is not None
+            data = engine._staging if is_write else engine._data
+            total = s.offset + s.sg[s.sg_index][1]
+
+            def describe(_r):
+                fields = {"channel": engine.index, "unit": unit, "direction": "write" if is_write else "read",
+                          "bytes": total, "crc32": zlib.crc32(data[:total]), "bmis": s.status,
+                          "ata_status": drive.st.status, "ata_error": drive.st.error}
+                return Kind.DMA_COMPLETE.value, fields
+            return self._nested(step, describe, guest_icount(self.machine))
+
+        engine._begin = traced_begin
+        engine._step = traced_step

@@ -1,0 +1,225 @@
+"""What a recorded run is made of (:class:`RunSpec`), the trace header, and recording a run to a trace file.
+
+A run is a pure function of its inputs (kernel, disks as they were at the start)
+and its configuration (RAM, command line, instruction budget, clock): the header
+pins all of them down with SHA-256 hashes, so :mod:`emu.trace.replay` can re-run
+it and refuse when an input changed.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import emu
+from emu import EmuError
+from emu.clock import ClockSpec
+from emu.trace.events import DEFAULT_CHECKPOINT_EVERY, MachineTap
+from emu.trace.format import FORMAT_VERSION, Kind, TraceError, make_event
+from emu.trace.writer import TraceWriter
+
+DISK_COPY = "copy"
+"""The guest writes a private copy of each disk; the input files never change (emu record, emu replay)."""
+DISK_IN_PLACE = "in-place"
+"""The guest writes the disk files themselves (emu run --record)."""
+
+
+@dataclass
+class RunSpec:
+    """One guest's inputs and configuration, as the trace header records them."""
+
+    kernel: str
+    disks: list[str] = field(default_factory=list)
+    mem_mib: int = 32
+    cmdline: str = ""
+    max_insns: Optional[int] = None
+    disks_read_only: bool = False
+    clock: ClockSpec = field(default_factory=ClockSpec)
+    name: str = "guest"
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+
+    @classmethod
+    def from_header(cls, header: dict) -> "RunSpec":
+        """The spec a trace header describes (first guest)."""
+        try:
+            guest = header["guests"][0]
+            config = header["config"]
+            return cls(kernel=guest["kernel"], disks=list(guest["disks"]), mem_mib=guest["mem_mib"],
+                       cmdline=guest["cmdline"], max_insns=config["max_insns"],
+                       disks_read_only=guest["disks_read_only"], clock=ClockSpec(**config["clock"]),
+                       name=guest["name"], checkpoint_every=config["checkpoint_every"])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise TraceError(f"trace header lacks the run configuration ({exc})") from None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _input_record(role: str, guest: str, path: str, base: Path, **extra) -> dict:
+    full = base / path
+    try:
+        digest = sha256_file(full)
+        size = full.stat().st_size
+    except FileNotFoundError:
+        raise EmuError(f"{role} {path}: no such file") from None
+    except IsADirectoryError:
+        raise EmuError(f"{role} {path}: is a directory") from None
+    except OSError as exc:
+        raise EmuError(f"{role} {path}: cannot read ({exc.strerror})") from None
+    return {"role": role, "guest": guest, "path": path, "sha256": digest, "bytes": size, **extra}
+
+
+def make_header(spec: RunSpec, base: Path, disk_mode: str = DISK_COPY, tool: str = "emu record") -> dict:
+    """The header record: format, emu version, every input with its SHA-256, and the configuration."""
+    inputs = [_input_record("kernel", spec.name, spec.kernel, base)]
+    for slot, disk in enumerate(spec.disks):
+        inputs.append(_input_record("disk", spec.name, disk, base, slot=slot))
+    return {
+        "format": FORMAT_VERSION,
+        "emu_version": emu.__version__,
+        "tool": tool,
+        "inputs": inputs,
+        "guests": [{"name": spec.name, "kernel": spec.kernel, "cmdline": spec.cmdline, "mem_mib": spec.mem_mib,
+                    "disks": list(spec.disks), "disks_read_only": spec.disks_read_only}],
+        "config": {"max_insns": spec.max_insns, "checkpoint_every": spec.checkpoint_every,
+                   "clock": {"hz": spec.clock.hz, "cycles_per_insn": spec.clock.cycles_per_insn},
+                   "disk_mode": disk_mode},
+    }
+
+
+class Recorder:
+    """The observer that writes events to a :class:`TraceWriter` (``end`` gets the event count)."""
+
+    def __init__(self, writer: TraceWriter):
+        self.writer = writer
+        self.counts: Counter = Counter()
+        self.last_icount = 0
+
+    def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
+        """Write one event record."""
+        if kind == Kind.END.value:
+            fields = dict(fields, events=sum(self.counts.values()) + 1)
+        self.counts[kind] += 1
+        self.last_icount = icount
+        self.writer.write(make_event(kind, icount, guest, fields))
+
+    def checkpoint(self, icount: int, guest: str, digest_fields: dict) -> None:
+        """Write a checkpoint record."""
+        self.on_event(Kind.CHECKPOINT.value, icount, guest, digest_fields)
+
+
+@contextlib.contextmanager
+def in_directory(base: Path) -> Iterator[None]:
+    """Run the block with ``base`` as the working directory (kernel paths reach the guest's command line)."""
+    old = os.getcwd()
+    os.chdir(base)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@contextlib.contextmanager
+def disk_copies(spec: RunSpec, base: Path) -> Iterator[list[str]]:
+    """Private copies of the spec's disks (deleted afterwards): the inputs stay as they were."""
+    if not spec.disks:
+        yield []
+        return
+    tmp = tempfile.mkdtemp(prefix="emu-trace-")
+    try:
+        copies = []
+        for slot, disk in enumerate(spec.disks):
+            dest = os.path.join(tmp, f"disk{slot}.img")
+            shutil.copyfile(base / disk, dest)
+            copies.append(dest)
+        yield copies
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_machine(spec: RunSpec, disks: list[str], base: Path, console: Optional[Callable[[int], None]]):
+    """A Machine for ``spec`` whose disks are ``disks``; the kernel path is resolved from ``base`` as recorded."""
+    from emu.machine import Machine, MachineConfig
+
+    if len(disks) > 4:
+        raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    config = MachineConfig(kernel=spec.kernel, cmdline=spec.cmdline, mem_mib=spec.mem_mib, disks=list(disks),
+                           disks_read_only=spec.disks_read_only, clock=spec.clock, name=spec.name)
+    with in_directory(base):
+        return Machine(config, console=console)
+
+
+@dataclass
+class RecordResult:
+    """Outcome of :func:`record`."""
+
+    result: object
+    path: str
+    counts: Counter
+    icount: int
+    size: int
+
+
+def record(spec: RunSpec, out: str | os.PathLike[str], base: Optional[Path] = None,
+           console: Optional[Callable[[int], None]] = None) -> RecordResult:
+    """Run ``spec`` (disks as private copies) and write its trace to ``out``; ``console`` gets guest bytes."""
+    base = Path(base or os.getcwd())
+    header = make_header(spec, base)
+    with disk_copies(spec, base) as copies:
+        machine = build_machine(spec, copies, base, console or (lambda b: None))
+        try:
+            writer = TraceWriter(out, header)
+            try:
+                recorder = Recorder(writer)
+                tap = MachineTap(machine, recorder, spec.checkpoint_every)
+                result = machine.run(max_insns=spec.max_insns)
+                tap.finish(result)
+            finally:
+                writer.close()
+        finally:
+            machine.close()
+    return RecordResult(result, os.fspath(out), recorder.counts, result.icount, os.path.getsize(out))
+
+
+class Recording:
+    """A recording attached to a Machine built elsewhere (``emu run --record``): call :meth:`finish` after the run."""
+
+    def __init__(self, machine, out: str | os.PathLike[str], max_insns: Optional[int] = None,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, disk_mode: str = DISK_IN_PLACE):
+        cfg = machine.config
+        self.spec = RunSpec(kernel=cfg.kernel, disks=list(cfg.disks), mem_mib=cfg.mem_mib, cmdline=cfg.cmdline,
+                            max_insns=max_insns, disks_read_only=cfg.disks_read_only, clock=cfg.clock,
+                            name=cfg.name, checkpoint_every=checkpoint_every)
+        header = make_header(self.spec, Path(os.getcwd()), disk_mode, tool="emu run --record")
+        self.writer = TraceWriter(out, header)
+        self.recorder = Recorder(self.writer)
+        self.tap = MachineTap(machine, self.recorder, checkpoint_every)
+
+    def finish(self, result) -> None:
+        """Record the final checkpoint and the end record, and close the file."""
+        try:
+            self.tap.finish(result)
+        finally:
+            self.writer.close()
+
+    def abort(self) -> None:
+        """Close the file without an end record (the reader will call it truncated)."""
+        self.writer.close()
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"emu: warning: {message}", file=sys.stderr)
