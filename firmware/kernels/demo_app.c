@@ -1,0 +1,311 @@
+/* demo_app: the demo's "application" guest: a periodic tick, an IDE DMA driver and a FAT16 writer that updates
+ * files in place; registers a write-in-progress word (hypercall leaf 1) and sets it around every disk write
+ * sequence; every `log` ticks it rewrites one 32-byte line of /LOG/APP.LOG; every `check` ticks it reads /BIN/APP.EXE
+ * by DMA and prints its FNV-1a hash; at tick `tamper` it rewrites /ETC/NET.CFG (VLAN=<vlan>); it exits 0 after
+ * `ticks` ticks. Each tick also runs `busy` steps of work with interrupts disabled (a window where IF=0).
+ * Multiboot command line: "hz=1000 ticks=400 log=50 check=100 tamper=0 vlan=99 busy=300" (the defaults; tamper=0
+ * = never). Everything it prints and writes is a function of its own tick count, so QEMU (whose PIT runs in real
+ * time) and emu give the same transcript and the same final disk. The disk: fixtures/demo/ (docs/demo-firmware.md).
+ */
+#include "fw.h"
+#include "demo_common.h"
+#include "demo_ide.h"
+#include "demo_fat16.h"
+
+#define NETCFG_PATH "/ETC/NET.CFG"
+#define LOG_PATH "/LOG/APP.LOG"
+#define APP_PATH "/BIN/APP.EXE"
+#define LOG_LINE 32                       /* bytes per log slot, '\n' included */
+#define SMALL_FILE_MAX 4096
+#define BIG_FILE_MAX 65536
+
+#define EXIT_OK 0
+#define EXIT_NO_DISK 2
+#define EXIT_NO_VOLUME 3
+#define EXIT_IO 4
+
+/* The write-in-progress word: hypercall leaf 1 registers its guest-physical address (paging is off, so the
+ * address of the variable). Non-zero from before the first ATA command of a write sequence until its last
+ * completion: a monitor must not take the disk away while it is set. */
+static volatile uint32_t write_in_progress __attribute__((aligned(4)));
+
+static uint8_t netcfg[SMALL_FILE_MAX] __attribute__((aligned(512)));
+static uint8_t logbuf[SMALL_FILE_MAX] __attribute__((aligned(512)));
+static uint8_t verify[SMALL_FILE_MAX] __attribute__((aligned(512)));
+static uint8_t appexe[BIG_FILE_MAX] __attribute__((aligned(512)));
+
+static struct fat16 fs;
+static struct fat_file f_netcfg, f_log, f_app;
+
+struct params {
+    uint32_t hz, ticks, log, check, tamper, vlan, busy;
+};
+
+static struct {
+    uint32_t log_writes, checks, tampered;
+    uint32_t busy_state, busy_sum;
+} st;
+
+static int disk_read(uint32_t lba, uint32_t count, void *buf) { return ide_dma(lba, count, buf, 0); }
+static int disk_write(uint32_t lba, uint32_t count, void *buf) { return ide_dma(lba, count, buf, 1); }
+
+static void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+static void wip_set(uint32_t v)
+{
+    barrier();
+    write_in_progress = v;
+    barrier();
+}
+
+/* The guest's clock for directory entries: 2024-01-01 00:00:00 plus the elapsed ticks (no RTC: the host's time
+ * would differ between runs). Good for less than a day. */
+static struct fat_stamp stamp_at(const struct params *p, uint32_t tick)
+{
+    uint32_t secs = tick / p->hz;
+    struct fat_stamp s;
+    s.date = (uint16_t)(((2024 - 1980) << 9) | (1 << 5) | 1);
+    s.time = (uint16_t)(((secs / 3600 % 24) << 11) | ((secs / 60 % 60) << 5) | (secs % 60 / 2));
+    return s;
+}
+
+/* Decimal, zero-padded to `width` digits; returns the end. */
+static char *put_dec(char *o, uint32_t v, int width)
+{
+    char tmp[10];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < 10);
+    while (n < width)
+        tmp[n++] = '0';
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
+static char *put_str(char *o, const char *s)
+{
+    while (*s)
+        *o++ = *s++;
+    return o;
+}
+
+static uint32_t fnv1a(const uint8_t *p, uint32_t n)
+{
+    uint32_t h = 0x811C9DC5u;
+    for (uint32_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x01000193u;
+    }
+    return h;
+}
+
+static NORETURN void fail(const char *what, const char *why, int code)
+{
+    printf("demo_app: %s: %s\n", what, why);
+    pic_set_mask(0xFFFF);
+    exit((uint8_t)code);
+}
+
+/* The value of KEY=VALUE in a config buffer: offset of VALUE and its length (up to the end of the line). */
+static int config_find(const uint8_t *buf, uint32_t size, const char *key, uint32_t *voff, uint32_t *vlen)
+{
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i + klen < size; i++) {
+        if ((i == 0 || buf[i - 1] == '\n') && memcmp(buf + i, key, klen) == 0 && buf[i + klen] == '=') {
+            uint32_t v = i + (uint32_t)klen + 1, e = v;
+            while (e < size && buf[e] != '\n' && buf[e] != '\r')
+                e++;
+            *voff = v;
+            *vlen = e - v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void print_config_value(const uint8_t *buf, uint32_t size, const char *key)
+{
+    uint32_t off, len;
+    if (!config_find(buf, size, key, &off, &len)) {
+        printf("%s absent", key);
+        return;
+    }
+    printf("%s=", key);
+    for (uint32_t i = 0; i < len && i < 32; i++)
+        putc((buf[off + i] >= 0x20 && buf[off + i] < 0x7F) ? (char)buf[off + i] : '.');
+}
+
+static void open_file(const char *path, struct fat_file *f, uint32_t cap)
+{
+    int rc = fat16_lookup(&fs, path, f);
+    if (rc)
+        fail(path, fat_strerror(rc), rc == FAT_IO ? EXIT_IO : EXIT_NO_VOLUME);
+    if (f->attr & FAT_ATTR_DIRECTORY)
+        fail(path, "is a directory", EXIT_NO_VOLUME);
+    if (f->allocated > cap || f->size > f->allocated)
+        fail(path, "does not fit the demo's buffer", EXIT_NO_VOLUME);
+    printf("found %s: %u bytes in %u allocated\n", path, f->size, f->allocated);
+}
+
+static void read_file(const char *path, const struct fat_file *f, uint8_t *buf, uint32_t cap)
+{
+    int rc = fat16_read_file(&fs, f, buf, cap, IDE_MAX_SECTORS);
+    if (rc)
+        fail(path, fat_strerror(rc), EXIT_IO);
+}
+
+/* A write sequence: write-in-progress set before its first ATA command and cleared after its last completion. */
+static void write_sequence(const char *path, struct fat_file *f, uint8_t *buf, uint32_t off, uint32_t len,
+                           uint32_t new_size, struct fat_stamp stamp)
+{
+    wip_set(1);
+    int rc = fat16_rewrite(&fs, f, buf, off, len, new_size, stamp, IDE_MAX_SECTORS);
+    if (rc == FAT_OK && ide_flush() != IDE_OK)
+        rc = FAT_IO;
+    wip_set(0);
+    if (rc)
+        fail(path, fat_strerror(rc), EXIT_IO);
+}
+
+/* Log write n: line n goes into slot (n - 1) mod slots of the fixed-size log; the size does not change. */
+static void log_write(const struct params *p, uint32_t tick)
+{
+    uint32_t slots = f_log.size / LOG_LINE;
+    uint32_t n = ++st.log_writes;
+    if (slots == 0)
+        fail(LOG_PATH, "smaller than one log line", EXIT_NO_VOLUME);
+    uint32_t off = ((n - 1) % slots) * LOG_LINE;
+    char *line = (char *)logbuf + off;
+    char *o = put_str(line, "tick ");
+    o = put_dec(o, tick, 6);
+    o = put_str(o, " log ");
+    o = put_dec(o, n, 4);
+    o = put_str(o, st.tampered ? " tampered" : " app ok");
+    while (o < line + LOG_LINE - 1)
+        *o++ = ' ';
+    *o = '\n';
+    write_sequence(LOG_PATH, &f_log, logbuf, off, LOG_LINE, f_log.size, stamp_at(p, tick));
+    printf("log write %u done (slot %u)\n", n, off / LOG_LINE);
+}
+
+/* The tampering step: VLAN=<old> -> VLAN=<vlan> in /ETC/NET.CFG, in place, then read back by DMA and compared. */
+static void tamper(const struct params *p, uint32_t tick)
+{
+    uint32_t voff, vlen, size = f_netcfg.size;
+    if (!config_find(netcfg, size, "VLAN", &voff, &vlen))
+        fail(NETCFG_PATH, "has no VLAN line", EXIT_NO_VOLUME);
+    char val[12];
+    uint32_t nlen = (uint32_t)(put_dec(val, p->vlan, 1) - val);
+    uint32_t new_size = size - vlen + nlen;
+    if (new_size > f_netcfg.allocated)
+        fail(NETCFG_PATH, "the new content does not fit its clusters", EXIT_NO_VOLUME);
+    printf("tamper at tick %u: %s ", tick, NETCFG_PATH);
+    print_config_value(netcfg, size, "VLAN");
+    memmove(netcfg + voff + nlen, netcfg + voff + vlen, size - voff - vlen);
+    memcpy(netcfg + voff, val, nlen);
+    if (new_size < size)
+        memset(netcfg + new_size, 0, size - new_size);
+    uint32_t span = new_size > size ? new_size : size;
+    write_sequence(NETCFG_PATH, &f_netcfg, netcfg, 0, span, new_size, stamp_at(p, tick));
+    printf(" -> ");
+    print_config_value(netcfg, new_size, "VLAN");
+    printf(" (%u -> %u bytes)\n", size, new_size);
+    read_file(NETCFG_PATH, &f_netcfg, verify, sizeof verify);
+    printf("tamper done: read back %s\n", memcmp(verify, netcfg, new_size) ? "DIFFERENT" : "identical");
+    st.tampered = 1;
+}
+
+/* Integrity self-check: /BIN/APP.EXE read by DMA (a long read: Active set for a while), FNV-1a printed. */
+static void check(uint32_t tick)
+{
+    (void)tick;
+    read_file(APP_PATH, &f_app, appexe, sizeof appexe);
+    st.checks++;
+    printf("check %u: %s fnv1a %08x\n", st.checks, APP_PATH, fnv1a(appexe, f_app.size));
+}
+
+/* Work with interrupts disabled: a window in which a monitor sees IF=0. */
+static void busy(const struct params *p)
+{
+    uint32_t x = st.busy_state | 1;
+    uint32_t sum = st.busy_sum;
+    cli();
+    for (uint32_t i = 0; i < p->busy; i++) {
+        x = demo_xorshift(x);
+        sum += x;
+    }
+    sti();
+    st.busy_state = x;
+    st.busy_sum = sum;
+}
+
+static void on_tick(const struct params *p, uint32_t tick)
+{
+    busy(p);
+    if (p->log && tick % p->log == 0)
+        log_write(p, tick);
+    if (p->tamper && tick == p->tamper)
+        tamper(p, tick);
+    if (p->check && tick % p->check == 0)
+        check(tick);
+}
+
+void kmain(struct multiboot_info *mbi)
+{
+    const char *line = mb_cmdline(mbi);
+    struct params p = {
+        .hz = demo_cmdline_uint(line, "hz", 1000),
+        .ticks = demo_cmdline_uint(line, "ticks", 400),
+        .log = demo_cmdline_uint(line, "log", 50),
+        .check = demo_cmdline_uint(line, "check", 100),
+        .tamper = demo_cmdline_uint(line, "tamper", 0),
+        .vlan = demo_cmdline_uint(line, "vlan", 99),
+        .busy = demo_cmdline_uint(line, "busy", 300),
+    };
+    if (p.hz == 0 || p.hz > 10000)
+        p.hz = 1000;
+    printf("demo_app: hz=%u ticks=%u log=%u check=%u tamper=%u vlan=%u busy=%u\n", p.hz, p.ticks, p.log, p.check,
+           p.tamper, p.vlan, p.busy);
+
+    set_handler(6, demo_ud_handler);
+    (void)vmcall(1, (uint32_t)&write_in_progress, 0, 0);   /* leaf 1; under QEMU a #UD, skipped */
+    printf("write-in-progress word registered (hypercall leaf 1)\n");
+
+    demo_timer_start(p.hz);
+    int rc = ide_init();
+    if (rc)
+        fail("ide", ide_strerror(rc), EXIT_NO_DISK);
+    sti();
+    printf("ide: primary master, bus mastering on, irq 14\n");
+
+    rc = fat16_mount(&fs, disk_read, disk_write);
+    if (rc)
+        fail("fat16", fat_strerror(rc), rc == FAT_IO ? EXIT_IO : EXIT_NO_VOLUME);
+    printf("fat16: volume at lba %u, %u clusters of %u bytes, root at lba %u\n", fs.part_lba, fs.clusters,
+           fs.sec_per_clus * FAT_SECTOR, fs.root_lba);
+    open_file(NETCFG_PATH, &f_netcfg, sizeof netcfg);
+    open_file(LOG_PATH, &f_log, sizeof logbuf);
+    open_file(APP_PATH, &f_app, sizeof appexe);
+    read_file(NETCFG_PATH, &f_netcfg, netcfg, sizeof netcfg);
+    read_file(LOG_PATH, &f_log, logbuf, sizeof logbuf);
+    printf("net.cfg: ");
+    print_config_value(netcfg, f_netcfg.size, "VLAN");
+    printf("\n");
+
+    uint32_t done = 0, seen = 0;
+    while (done < p.ticks) {
+        seen = demo_wait_tick(seen);
+        while (done < seen && done < p.ticks)
+            on_tick(&p, ++done);
+    }
+    cli();
+    pic_set_mask(0xFFFF);
+    printf("demo_app done: %u ticks, %u log writes, %u checks, tamper %s, busy sum %08x\n", done, st.log_writes,
+           st.checks, st.tampered ? "done" : "not done", st.busy_sum);
+    printf("ide: %u commands, %u sectors read, %u written, %u irqs\n", ide0.commands, ide0.sectors_read,
+           ide0.sectors_written, ide0.irqs);
+    exit(EXIT_OK);
+}
