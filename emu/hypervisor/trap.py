@@ -91,6 +91,7 @@ class TrapHandler:
         self.results: list[dict[str, Any]] = []
         self.pauses: list[tuple[float, int]] = []   # (host seconds, guest instructions of the trapping guest)
         self.trapped = 0
+        self.trap_log: list[tuple[int, int]] = []   # (exit number, host ns) of every trapped exit
         from emu.integrity.baseline import Baseline
         self.baseline = Baseline.load(scenario.baseline)
 
@@ -102,10 +103,12 @@ class TrapHandler:
         self.trapped += 1
         target = self.host.machines[self.scenario.trap.validate]
         now_ns = self.host.time_ns()
+        self.trap_log.append((self.trapped, now_ns))
         if not self._elapsed(now_ns):
             return
         self.emit(TrapEvent(Block.TRAP, machine.name, exit_.icount,
-                            {"reason": exit_.reason_name, "port": getattr(exit_, "port", None), "rip": exit_.rip}))
+                            {"reason": exit_.reason_name, "port": getattr(exit_, "port", None), "rip": exit_.rip,
+                             "exit_number": self.trapped, "host_ns": now_ns}))
         unsafe = safety(target)
         if unsafe is not None:
             self.deferrals[unsafe.value] = self.deferrals.get(unsafe.value, 0) + 1
