@@ -1,0 +1,151 @@
+"""VM-exit records as the debugger shows them: basic exit reasons and I/O qualifications (Intel SDM Vol. 3C).
+
+Reason numbers: SDM Vol. 3C Appendix C "VMX Basic Exit Reasons". I/O-instruction qualification:
+SDM Vol. 3C Table 28-5 (bits 2:0 size-1, bit 3 direction 1=IN, bit 4 string, bit 5 REP, bit 6 operand
+encoding 1=immediate, bits 31:16 port). The VMX layer (``emu.vmx``) produces its own ``VmExit`` records;
+``ExitRecord.from_vmexit`` reads them by attribute so the debugger does not depend on its module layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+EXIT_REASONS: dict[str, int] = {
+    "EXCEPTION_OR_NMI": 0, "EXTERNAL_INTERRUPT": 1, "TRIPLE_FAULT": 2, "INIT_SIGNAL": 3, "SIPI": 4,
+    "INTERRUPT_WINDOW": 7, "NMI_WINDOW": 8, "TASK_SWITCH": 9, "CPUID": 10, "GETSEC": 11, "HLT": 12, "INVD": 13,
+    "INVLPG": 14, "RDPMC": 15, "RDTSC": 16, "RSM": 17, "VMCALL": 18, "VMCLEAR": 19, "VMLAUNCH": 20,
+    "VMPTRLD": 21, "VMPTRST": 22, "VMREAD": 23, "VMRESUME": 24, "VMWRITE": 25, "VMXOFF": 26, "VMXON": 27,
+    "CR_ACCESS": 28, "DR_ACCESS": 29, "IO_INSTRUCTION": 30, "RDMSR": 31, "WRMSR": 32,
+    "ENTRY_FAILURE_GUEST_STATE": 33, "ENTRY_FAILURE_MSR_LOADING": 34, "MWAIT": 36, "MONITOR_TRAP_FLAG": 37,
+    "MONITOR": 39, "PAUSE": 40, "ENTRY_FAILURE_MACHINE_CHECK": 41, "TPR_BELOW_THRESHOLD": 43,
+    "APIC_ACCESS": 44, "GDTR_IDTR_ACCESS": 46, "LDTR_TR_ACCESS": 47, "EPT_VIOLATION": 48,
+    "EPT_MISCONFIG": 49, "INVEPT": 50, "RDTSCP": 51, "PREEMPTION_TIMER": 52, "INVVPID": 53, "WBINVD": 54,
+    "XSETBV": 55, "RDRAND": 57, "INVPCID": 58, "VMFUNC": 59, "RDSEED": 61, "XSAVES": 63, "XRSTORS": 64,
+}
+"""Basic exit reason numbers by SDM name (Appendix C)."""
+
+REASON_NAMES: dict[int, str] = {v: k for k, v in EXIT_REASONS.items()}
+
+IO_SIZE_MASK = 0x7
+IO_DIRECTION_IN = 1 << 3
+IO_STRING = 1 << 4
+IO_REP = 1 << 5
+IO_IMMEDIATE = 1 << 6
+IO_PORT_SHIFT = 16
+
+
+def reason_number(name_or_number: str) -> int:
+    """An exit reason given as SDM name (case-insensitive, e.g. ``io_instruction``) or number; ValueError if unknown."""
+    text = name_or_number.strip()
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    key = text.upper().replace("-", "_")
+    if key not in EXIT_REASONS:
+        raise ValueError(f"unknown exit reason {name_or_number!r} (e.g. IO_INSTRUCTION, HLT, EXCEPTION_OR_NMI)")
+    return EXIT_REASONS[key]
+
+
+def reason_name(number: int) -> str:
+    """SDM name of a basic exit reason (``REASON_<n>`` when not in the table)."""
+    return REASON_NAMES.get(number, f"REASON_{number}")
+
+
+def io_qualification(port: int, size: int, is_in: bool, string: bool = False, rep: bool = False,
+                     immediate: bool = False) -> int:
+    """The exit qualification of an I/O instruction (SDM Vol. 3C Table 28-5)."""
+    q = (size - 1) & IO_SIZE_MASK
+    q |= IO_DIRECTION_IN if is_in else 0
+    q |= IO_STRING if string else 0
+    q |= IO_REP if rep else 0
+    q |= IO_IMMEDIATE if immediate else 0
+    return q | (port & 0xFFFF) << IO_PORT_SHIFT
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """One VM exit as the debugger lists it (DESIGN.md exit-log fields plus decoded details)."""
+
+    guest: int
+    icount: int
+    reason: int
+    qualification: int = 0
+    rip: int = 0
+    insn_len: int = 0
+    port: Optional[int] = None
+    msr: Optional[int] = None
+    vector: Optional[int] = None
+    value: Optional[int] = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def reason_name(self) -> str:
+        """SDM name of ``reason``."""
+        return reason_name(self.reason)
+
+    def describe(self) -> str:
+        """One line: ``icount=… guest=… IO_INSTRUCTION out port=0x1f7 size=1 value=0x30 rip=… len=…``."""
+        parts = [f"icount={self.icount}", f"guest={self.guest}", self.reason_name]
+        if self.reason == EXIT_REASONS["IO_INSTRUCTION"]:
+            q = self.qualification
+            kind = ("rep " if q & IO_REP else "") + ("ins" if q & IO_DIRECTION_IN else "outs") \
+                if q & IO_STRING else ("in" if q & IO_DIRECTION_IN else "out")
+            parts += [kind, f"port={self.port:#x}", f"size={(q & IO_SIZE_MASK) + 1}"]
+            if self.value is not None:
+                parts.append(f"value={self.value:#x}")
+        if self.msr is not None:
+            parts.append(f"msr={self.msr:#x}")
+        if self.vector is not None:
+            parts.append(f"vector={self.vector:#x}")
+        parts += [f"qual={self.qualification:#x}", f"rip={self.rip:#010x}", f"len={self.insn_len}"]
+        parts += [f"{k}={v}" for k, v in self.extra.items()]
+        return " ".join(parts)
+
+    @staticmethod
+    def from_vmexit(guest: int, vmexit: Any, cpu: Any = None) -> "ExitRecord":
+        """Convert the VMX layer's ``VmExit`` (read by attribute: reason, qualification, rip, insn_len, icount...)."""
+        reason = int(getattr(vmexit, "reason", 0))
+        qual = int(getattr(vmexit, "qualification", 0) or 0)
+        port = getattr(vmexit, "port", None)
+        if port is None and reason == EXIT_REASONS["IO_INSTRUCTION"]:
+            port = qual >> IO_PORT_SHIFT & 0xFFFF
+        msr = getattr(vmexit, "msr", None)
+        if msr is None and reason in (EXIT_REASONS["RDMSR"], EXIT_REASONS["WRMSR"]) and cpu is not None:
+            msr = cpu.reg("ecx")
+        vector = getattr(vmexit, "vector", None)
+        if vector is None:
+            info = getattr(vmexit, "interruption_info", None)
+            if info is None:
+                info = getattr(vmexit, "intr_info", None)
+            if info is not None and int(info) >> 31:
+                vector = int(info) & 0xFF
+        icount = getattr(vmexit, "icount", None)
+        if icount is None and cpu is not None:
+            icount = cpu.icount
+        return ExitRecord(guest, int(icount or 0), reason, qual, int(getattr(vmexit, "rip", 0) or 0),
+                          int(getattr(vmexit, "insn_len", 0) or 0), port, msr, vector,
+                          getattr(vmexit, "value", None))
+
+
+@dataclass(frozen=True)
+class ExitBreak:
+    """A ``break-exit`` condition: a reason and optional port / msr / vector filters."""
+
+    reason: int
+    port: Optional[int] = None
+    msr: Optional[int] = None
+    vector: Optional[int] = None
+
+    def matches(self, rec: ExitRecord) -> bool:
+        """True when ``rec`` is an exit of this reason and every given filter equals the exit's value."""
+        return rec.reason == self.reason and all(
+            want is None or want == got for want, got in
+            ((self.port, rec.port), (self.msr, rec.msr), (self.vector, rec.vector)))
+
+    def describe(self) -> str:
+        """``IO_INSTRUCTION port=0x1f7``."""
+        out = [reason_name(self.reason)]
+        out += [f"{k}={v:#x}" for k, v in (("port", self.port), ("msr", self.msr), ("vector", self.vector))
+                if v is not None]
+        return " ".join(out)
