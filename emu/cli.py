@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "emu.hypervisor.cli",
     "emu.storage.cli",
     "emu.integrity.cli",
+    "emu.trace.cli",
 )
 
 

@@ -1,0 +1,228 @@
+"""Replay a trace: re-run its recorded inputs and compare every event and checkpoint, stopping at the first divergence.
+
+The replay refuses (one :class:`TraceError` line naming the input) when an
+input's SHA-256 no longer matches the header, unless ``force`` is given.  The
+run uses private copies of the disks, exactly as :func:`emu.trace.session.record`
+does, and the same checkpoint interval, so the same emulator on the same inputs
+produces the same records.  At the first difference the machine is stopped and a
+:class:`Divergence` describes it: the instruction count, the expected and the
+actual record, the records before it, the expected records after it, and the
+registers (actual at the divergence vs. expected at the next recorded checkpoint;
+exact register differences when the divergence is itself a checkpoint).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+from emu.trace.events import MachineTap, registers
+from emu.trace.format import Kind, TraceError, make_event
+from emu.trace.reader import TraceReader
+from emu.trace.session import RunSpec, build_machine, disk_copies, sha256_file
+from emu.trace import text
+
+DEFAULT_CONTEXT = 4
+UNBOUNDED_SLACK = 10_000_000
+"""A trace recorded without an instruction budget replays with budget 2 x its length + this (no endless replay)."""
+
+
+@dataclass
+class Divergence:
+    """The first point where the replay differs from the trace."""
+
+    index: int                         # 1-based number of the event in the trace
+    icount: int
+    expected: Optional[dict]
+    actual: Optional[dict]
+    before: list[dict]
+    expected_after: list[dict]
+    actual_regs: Optional[dict] = None
+    expected_regs: Optional[dict] = None
+    expected_regs_icount: Optional[int] = None
+
+    def report(self) -> str:
+        """Multi-line human report."""
+        lines = [f"replay diverged at event {self.index}, icount {self.icount}:",
+                 f"  expected: {text.describe(self.expected).strip()}",
+                 f"  actual:   {text.describe(self.actual).strip()}"]
+        diffs = text.field_differences(self.expected, self.actual)
+        if diffs:
+            lines.append(f"  differing fields: {', '.join(diffs)}")
+        if (self.expected and self.actual and self.expected.get("kind") == Kind.CHECKPOINT.value
+                and self.actual.get("kind") == Kind.CHECKPOINT.value):
+            lines += [f"    {d}" for d in text.checkpoint_differences(self.expected, self.actual)]
+        if self.before:
+            lines.append("  events before (matched):")
+            lines += [f"    {text.describe(r)}" for r in self.before]
+        if self.expected_after:
+            lines.append("  expected next:")
+            lines += [f"    {text.describe(r)}" for r in self.expected_after]
+        if self.actual_regs is not None and self.expected_regs is not None:
+            same_point = self.expected_regs_icount == self.icount
+            where = ("at the divergence" if same_point else
+                     f"actual at icount {self.icount} vs expected at the next checkpoint, icount "
+                     f"{self.expected_regs_icount}")
+            regs = text.register_differences(self.expected_regs, self.actual_regs)
+            lines.append(f"  registers ({where}): " + ("identical" if not regs else ""))
+            lines += [f"    {r}" for r in regs]
+        elif self.actual_regs is not None:
+            lines.append(f"  registers (actual at icount {self.icount}; the trace has no later checkpoint):")
+            lines.append("    " + " ".join(f"{k}={v:#x}" for k, v in self.actual_regs.items()))
+        return "\n".join(lines)
+
+
+@dataclass
+class ReplayResult:
+    """Outcome of :func:`replay`: ``ok`` when every event and checkpoint matched."""
+
+    ok: bool
+    compared: int
+    divergence: Optional[Divergence] = None
+    changed_inputs: list[str] = field(default_factory=list)
+    version_note: Optional[str] = None
+
+    def report(self) -> str:
+        """Human summary (the divergence report when there is one)."""
+        head = []
+        if self.version_note:
+            head.append(self.version_note)
+        head += [f"input changed (forced): {c}" for c in self.changed_inputs]
+        if self.ok:
+            return "\n".join(head + [f"replay ok: {self.compared} events and checkpoints match"])
+        assert self.divergence is not None
+        return "\n".join(head + [self.divergence.report()])
+
+
+class Comparator:
+    """An observer that checks each actual event against the next recorded one."""
+
+    def __init__(self, expected: Iterator[dict], machine, context: int = DEFAULT_CONTEXT):
+        self.expected = expected
+        self.machine = machine
+        self.context = context
+        self.history: deque = deque(maxlen=context)
+        self.compared = 0
+        self.divergence: Optional[Divergence] = None
+
+    def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
+        """Compare one actual event with the next expected record."""
+        if self.divergence is not None:
+            return
+        actual = make_event(kind, icount, guest, fields)
+        expected = next(self.expected, None)
+        if expected is not None and kind == Kind.END.value == expected.get("kind"):
+            expected = {k: v for k, v in expected.items() if k != "events"}
+        if expected == actual:
+            self.compared += 1
+            self.history.append(actual)
+            return
+        self._diverged(expected, actual, icount)
+
+    def checkpoint(self, icount: int, guest: str, digest_fields: dict) -> None:
+        """Compare a checkpoint."""
+        self.on_event(Kind.CHECKPOINT.value, icount, guest, digest_fields)
+
+    def run_ended_early(self) -> None:
+        """The run stopped without its end record (cannot happen unless the machine raised)."""
+
+    def finish_expected(self) -> None:
+        """After the actual end: anything left in the trace is a divergence."""
+        if self.divergence is not None:
+            return
+        extra = next(self.expected, None)
+        if extra is not None:
+            self._diverged(extra, None, extra.get("icount", 0))
+
+    def _diverged(self, expected: Optional[dict], actual: Optional[dict], icount: int) -> None:
+        after = list(itertools.islice(self.expected, self.context))
+        exp_regs = exp_icount = None
+        if expected is not None and expected.get("kind") == Kind.CHECKPOINT.value:
+            exp_regs, exp_icount = expected.get("regs"), expected.get("icount")
+        else:
+            for rec in itertools.chain(after, self.expected):
+                if rec.get("kind") == Kind.CHECKPOINT.value:
+                    exp_regs, exp_icount = rec.get("regs"), rec.get("icount")
+                    break
+        if actual is not None and actual.get("kind") == Kind.CHECKPOINT.value:
+            act_regs = actual.get("regs")
+        else:
+            try:
+                act_regs = registers(self.machine)
+            except Exception:
+                act_regs = None
+        self.divergence = Divergence(self.compared + 1, icount, expected, actual, list(self.history), after,
+                                     act_regs, exp_regs, exp_icount)
+        self._stop()
+
+    def _stop(self) -> None:
+        from emu.machine import EndReason, RunResult
+
+        m = self.machine
+        if m.end is None:
+            m.end = RunResult(EndReason.STOPPED, 0, "replay diverged", m.cpu.icount)
+        try:
+            m.cpu.request_stop("end")
+        except Exception:
+            pass
+
+
+def check_inputs(header: dict, base: Path) -> list[str]:
+    """Descriptions of inputs that are missing or whose SHA-256 differs from the header (empty when all match)."""
+    problems = []
+    for inp in header.get("inputs", []):
+        path = inp.get("path", "?")
+        full = base / path
+        what = f"{inp.get('role', 'input')} {path}"
+        try:
+            digest = sha256_file(full)
+        except FileNotFoundError:
+            problems.append(f"{what} is missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{what} cannot be read ({exc.strerror})")
+            continue
+        if digest != inp.get("sha256"):
+            problems.append(f"{what} changed since recording (sha256 {str(inp.get('sha256'))[:12]}… recorded, "
+                            f"{digest[:12]}… now)")
+    return problems
+
+
+def replay(path: str | os.PathLike[str], base: Optional[Path] = None, force: bool = False,
+           context: int = DEFAULT_CONTEXT, console=None) -> ReplayResult:
+    """Re-run the trace at ``path`` from its inputs (paths relative to ``base``, default the working directory)."""
+    import emu
+
+    base = Path(base or os.getcwd())
+    reader = TraceReader(path)
+    reader.check()                        # a damaged trace is one clear error before anything runs
+    header = reader.header
+    problems = check_inputs(header, base)
+    if problems and not force:
+        raise TraceError(f"replay refused: {problems[0]}" + (f" (and {len(problems) - 1} more)"
+                                                             if len(problems) > 1 else ""))
+    spec = RunSpec.from_header(header)
+    end = reader.end()
+    budget = spec.max_insns
+    if budget is None:
+        budget = 2 * int(end.get("icount", 0)) + UNBOUNDED_SLACK
+    note = None
+    if header.get("emu_version") != emu.__version__:
+        note = f"note: recorded with emu {header.get('emu_version')}, replaying with emu {emu.__version__}"
+    expected = reader.events()
+    with disk_copies(spec, base) as copies:
+        machine = build_machine(spec, copies, base, console or (lambda b: None))
+        try:
+            comparator = Comparator(expected, machine, context)
+            tap = MachineTap(machine, comparator, spec.checkpoint_every)
+            result = machine.run(max_insns=budget)
+            if comparator.divergence is None:
+                tap.finish(result)
+                comparator.finish_expected()
+        finally:
+            machine.close()
+            expected.close()
+    return ReplayResult(comparator.divergence is None, comparator.compared, comparator.divergence, problems, note)
