@@ -201,6 +201,42 @@ def test_memory_size_out_of_range() -> None:
     assert_one_error_line(emu_run(HELLO, "--mem", "100000"))
 
 
+# --- disks that cannot be used --------------------------------------------------------------------------
+
+def test_missing_disk_image(tmp_path: Path) -> None:
+    line = assert_one_error_line(emu_run(HELLO, "--disk", tmp_path / "missing.img"))
+    assert "missing.img" in line
+
+
+def test_directory_as_disk_image(tmp_path: Path) -> None:
+    assert_one_error_line(emu_run(HELLO, "--disk", tmp_path))
+
+
+def test_disk_image_with_a_partial_sector(tmp_path: Path) -> None:
+    image = tmp_path / "odd.img"
+    image.write_bytes(bytes(1000))
+    line = assert_one_error_line(emu_run(HELLO, "--disk", image))
+    assert "512" in line
+
+
+def test_more_than_four_disks(tmp_path: Path) -> None:
+    args: list[str | Path] = []
+    for i in range(5):
+        image = tmp_path / f"d{i}.img"
+        image.write_bytes(bytes(512 * 8))
+        args += ["--disk", image]
+    line = assert_one_error_line(emu_run(HELLO, *args))
+    assert "4" in line
+
+
+def test_a_usable_disk_does_not_change_hello(tmp_path: Path) -> None:
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(1 << 20))
+    run = emu_run(HELLO.relative_to(ROOT), "--disk", image)
+    assert run.status == 1 and run.stdout == HELLO_QEMU_TRANSCRIPT and run.stderr == ""
+    assert image.read_bytes() == bytes(1 << 20)
+
+
 # --- command-line errors (argparse: status 2, usage, no traceback) -----------------------------------------
 
 @pytest.mark.parametrize("args", [("--mem", "0"), ("--mem", "-4"), ("--max-insns", "abc"), ("--max-insns", "0")],
