@@ -1,28 +1,24 @@
 """VM-exit records as the debugger shows them: basic exit reasons and I/O qualifications (Intel SDM Vol. 3C).
 
-Reason numbers: SDM Vol. 3C Appendix C "VMX Basic Exit Reasons". I/O-instruction qualification:
+Reason numbers and names: ``emu.vmx.reasons.ExitReason`` (SDM Vol. 3D Appendix C). I/O-instruction qualification:
 SDM Vol. 3C Table 28-5 (bits 2:0 size-1, bit 3 direction 1=IN, bit 4 string, bit 5 REP, bit 6 operand
 encoding 1=immediate, bits 31:16 port). The VMX layer (``emu.vmx``) produces its own ``VmExit`` records;
-``ExitRecord.from_vmexit`` reads them by attribute so the debugger does not depend on its module layout.
+``ExitRecord.from_vmexit`` turns one into the debugger's record (guest number, decoded port / msr / vector).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-EXIT_REASONS: dict[str, int] = {
-    "EXCEPTION_OR_NMI": 0, "EXTERNAL_INTERRUPT": 1, "TRIPLE_FAULT": 2, "INIT_SIGNAL": 3, "SIPI": 4,
-    "INTERRUPT_WINDOW": 7, "NMI_WINDOW": 8, "TASK_SWITCH": 9, "CPUID": 10, "GETSEC": 11, "HLT": 12, "INVD": 13,
-    "INVLPG": 14, "RDPMC": 15, "RDTSC": 16, "RSM": 17, "VMCALL": 18, "VMCLEAR": 19, "VMLAUNCH": 20,
-    "VMPTRLD": 21, "VMPTRST": 22, "VMREAD": 23, "VMRESUME": 24, "VMWRITE": 25, "VMXOFF": 26, "VMXON": 27,
-    "CR_ACCESS": 28, "DR_ACCESS": 29, "IO_INSTRUCTION": 30, "RDMSR": 31, "WRMSR": 32,
-    "ENTRY_FAILURE_GUEST_STATE": 33, "ENTRY_FAILURE_MSR_LOADING": 34, "MWAIT": 36, "MONITOR_TRAP_FLAG": 37,
-    "MONITOR": 39, "PAUSE": 40, "ENTRY_FAILURE_MACHINE_CHECK": 41, "TPR_BELOW_THRESHOLD": 43,
-    "APIC_ACCESS": 44, "GDTR_IDTR_ACCESS": 46, "LDTR_TR_ACCESS": 47, "EPT_VIOLATION": 48,
-    "EPT_MISCONFIG": 49, "INVEPT": 50, "RDTSCP": 51, "PREEMPTION_TIMER": 52, "INVVPID": 53, "WBINVD": 54,
-    "XSETBV": 55, "RDRAND": 57, "INVPCID": 58, "VMFUNC": 59, "RDSEED": 61, "XSAVES": 63, "XRSTORS": 64,
-}
-"""Basic exit reason numbers by SDM name (Appendix C)."""
+from emu.vmx.reasons import ExitReason
+
+EXIT_REASONS: dict[str, int] = {r.name: int(r) for r in ExitReason}
+"""Basic exit reason numbers by SDM name (``emu.vmx.reasons.ExitReason``, SDM Vol. 3D Appendix C)."""
+
+ALIASES: dict[str, str] = {"EXCEPTION_OR_NMI": "EXCEPTION_NMI", "EXCEPTION": "EXCEPTION_NMI", "IO": "IO_INSTRUCTION",
+                           "INTERRUPT": "EXTERNAL_INTERRUPT", "CR": "CR_ACCESS", "MSR_READ": "RDMSR",
+                           "MSR_WRITE": "WRMSR"}
+"""Other spellings ``break-exit`` accepts."""
 
 REASON_NAMES: dict[int, str] = {v: k for k, v in EXIT_REASONS.items()}
 
@@ -42,8 +38,9 @@ def reason_number(name_or_number: str) -> int:
     except ValueError:
         pass
     key = text.upper().replace("-", "_")
+    key = ALIASES.get(key, key)
     if key not in EXIT_REASONS:
-        raise ValueError(f"unknown exit reason {name_or_number!r} (e.g. IO_INSTRUCTION, HLT, EXCEPTION_OR_NMI)")
+        raise ValueError(f"unknown exit reason {name_or_number!r} (e.g. IO_INSTRUCTION, HLT, EXCEPTION_NMI)")
     return EXIT_REASONS[key]
 
 
@@ -115,11 +112,9 @@ class ExitRecord:
             msr = cpu.reg("ecx")
         vector = getattr(vmexit, "vector", None)
         if vector is None:
-            info = getattr(vmexit, "interruption_info", None)
-            if info is None:
-                info = getattr(vmexit, "intr_info", None)
-            if info is not None and int(info) >> 31:
-                vector = int(info) & 0xFF
+            info = getattr(vmexit, "interruption", None)
+            if info is not None and getattr(info, "valid", True):
+                vector = int(getattr(info, "vector"))
         icount = getattr(vmexit, "icount", None)
         if icount is None and cpu is not None:
             icount = cpu.icount

@@ -48,7 +48,7 @@ EXIT_HISTORY = 4096
 IO_EXIT = EXIT_REASONS["IO_INSTRUCTION"]
 HLT_EXIT = EXIT_REASONS["HLT"]
 EXTINT_EXIT = EXIT_REASONS["EXTERNAL_INTERRUPT"]
-EXCEPTION_EXIT = EXIT_REASONS["EXCEPTION_OR_NMI"]
+EXCEPTION_EXIT = EXIT_REASONS["EXCEPTION_NMI"]
 TRIPLE_FAULT_EXIT = EXIT_REASONS["TRIPLE_FAULT"]
 
 _WATCH_REASON = {BreakKind.WRITE: StopReason.WATCH, BreakKind.READ: StopReason.RWATCH,
@@ -510,7 +510,7 @@ class MachineTarget:
                     return self._exit_trap(g)
                 if stop is Stop.HLT:
                     if not g.vmx_reports:
-                        rec = ExitRecord(g.tid, cpu.icount, HLT_EXIT, 0, (cpu.reg("eip") - 1) & 0xFFFFFFFF, 1)
+                        rec = ExitRecord(g.tid, cpu.icount - 1, HLT_EXIT, 0, (cpu.reg("eip") - 1) & 0xFFFFFFFF, 1)
                         self._record_exit(g, rec, stop=False)
                     if not m._halt():
                         return self._end(g, EndReason.HALTED, 0, "guest halted with interrupts disabled" if not
