@@ -115,7 +115,7 @@ def _budgets(kernel: Path) -> tuple[int, ...]:
     return tuple(sorted({n for n in early if n < total} | {total - 3, total - 2, total - 1, total}))
 
 
-@pytest.mark.parametrize("kernel", [HELLO, COMPUTE], ids=lambda p: p.stem)
+@pytest.mark.parametrize("kernel", [HELLO, pytest.param(COMPUTE, marks=pytest.mark.slow)], ids=lambda p: p.stem)
 def test_budget_stops_exactly_where_unicorn_counts(kernel: Path) -> None:
     budgets = _budgets(kernel)
     reference = reference_trace(kernel, budgets)
