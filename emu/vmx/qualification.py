@@ -87,8 +87,10 @@ class IoQualification:
         size_field = value & IO_SIZE_MASK
         if size_field not in (0, 1, 3):
             raise EmuError(f"I/O qualification {value:#x}: size field {size_field} is not used by the SDM")
-        return cls(size_field + 1, IoDirection(value >> 3 & 1), bool(value & IO_STRING), bool(value & IO_REP),
-                   IoOperand(value >> 6 & 1), value >> IO_PORT_SHIFT & 0xFFFF)
+        q = cls(size_field + 1, IoDirection(value >> 3 & 1), bool(value & IO_STRING), bool(value & IO_REP),
+                IoOperand(value >> 6 & 1), value >> IO_PORT_SHIFT & 0xFFFF)
+        q.encode()  # immediate operands only for non-string IN/OUT with an 8-bit port
+        return q
 
 
 # --- control-register accesses (Table 28-3) ---------------------------------------------------
@@ -146,8 +148,10 @@ class CrAccessQualification:
     def decode(cls, value: int) -> "CrAccessQualification":
         """Parse a CR-access exit qualification."""
         _reserved("CR-access qualification", value, _CR_DEFINED)
-        return cls(value & 0xF, CrAccessType(value >> 4 & 3), value >> 8 & 0xF,
-                   LmswOperandType(value >> 6 & 1), value >> 16 & 0xFFFF)
+        q = cls(value & 0xF, CrAccessType(value >> 4 & 3), value >> 8 & 0xF,
+                LmswOperandType(value >> 6 & 1), value >> 16 & 0xFFFF)
+        q.encode()  # fields the SDM clears for this access type must be zero
+        return q
 
 
 # --- MOV DR (Table 28-4) ---------------------------------------------------------------------
@@ -235,8 +239,10 @@ class InterruptionInfo:
         kind = value >> 8 & 7
         if kind == 1:
             raise EmuError(f"interruption information {value:#x}: type 1 is reserved")
-        return cls(value & 0xFF, InterruptionType(kind), bool(value & INTR_INFO_ERROR_CODE_VALID),
+        info = cls(value & 0xFF, InterruptionType(kind), bool(value & INTR_INFO_ERROR_CODE_VALID),
                    bool(value & INTR_INFO_NMI_UNBLOCKING), bool(value & INTR_INFO_VALID))
+        info.encode()  # an NMI has vector 2
+        return info
 
     @classmethod
     def for_exception(cls, vector: int, kind: InterruptionType = InterruptionType.HARDWARE_EXCEPTION) -> "InterruptionInfo":

@@ -1,0 +1,1 @@
+"""Tests of the VMX data layer (emu/vmx)."""
