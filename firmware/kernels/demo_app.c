@@ -1,11 +1,13 @@
 /* demo_app: the demo's "application" guest: a periodic tick, an IDE DMA driver and a FAT16 writer that updates
  * files in place; registers a write-in-progress word (hypercall leaf 1) and sets it around every disk write
- * sequence; every `log` ticks it rewrites one 32-byte line of /LOG/APP.LOG; every `check` ticks it reads /BIN/APP.EXE
- * by DMA and prints its FNV-1a hash; at tick `tamper` it rewrites /ETC/NET.CFG (VLAN=<vlan>); it exits 0 after
- * `ticks` ticks. Each tick also runs `busy` steps of work with interrupts disabled (a window where IF=0).
- * Multiboot command line: "hz=1000 ticks=400 log=50 check=100 tamper=0 vlan=99 busy=300" (the defaults; tamper=0
- * = never). Everything it prints and writes is a function of its own tick count, so QEMU (whose PIT runs in real
- * time) and emu give the same transcript and the same final disk. The disk: fixtures/demo/ (docs/demo-firmware.md).
+ * sequence. Every `log` ticks it rewrites one 32-byte line of /LOG/APP.LOG; every `save` ticks it rewrites the whole
+ * of /VAR/STATE.BIN; every `check` ticks it reads /BIN/APP.EXE by DMA and prints its FNV-1a hash; at tick `tamper`
+ * it rewrites /ETC/NET.CFG (VLAN=<vlan>); it exits 0 after `ticks` ticks. Every `busyint` ticks it also runs `busy`
+ * steps of work with interrupts disabled (a window where IF=0).
+ * Multiboot command line (the defaults): "hz=1000 ticks=400 log=50 save=100 check=100 tamper=0 vlan=99 busy=10000
+ * busyint=10" (0 = never for log, save, check, tamper and busyint). Everything it prints and writes is a function of its own tick count,
+ * so QEMU (whose PIT runs in real time) and emu give the same transcript and the same final disk.
+ * The disk: fixtures/demo/ (docs/demo-firmware.md).
  */
 #include "fw.h"
 #include "demo_common.h"
@@ -15,9 +17,10 @@
 #define NETCFG_PATH "/ETC/NET.CFG"
 #define LOG_PATH "/LOG/APP.LOG"
 #define APP_PATH "/BIN/APP.EXE"
+#define STATE_PATH "/VAR/STATE.BIN"
 #define LOG_LINE 32                       /* bytes per log slot, '\n' included */
 #define SMALL_FILE_MAX 4096
-#define BIG_FILE_MAX 65536
+#define BIG_FILE_MAX (256 * 1024)
 
 #define EXIT_OK 0
 #define EXIT_NO_DISK 2
@@ -33,16 +36,17 @@ static uint8_t netcfg[SMALL_FILE_MAX] __attribute__((aligned(512)));
 static uint8_t logbuf[SMALL_FILE_MAX] __attribute__((aligned(512)));
 static uint8_t verify[SMALL_FILE_MAX] __attribute__((aligned(512)));
 static uint8_t appexe[BIG_FILE_MAX] __attribute__((aligned(512)));
+static uint8_t state[BIG_FILE_MAX] __attribute__((aligned(512)));
 
 static struct fat16 fs;
-static struct fat_file f_netcfg, f_log, f_app;
+static struct fat_file f_netcfg, f_log, f_app, f_state;
 
 struct params {
-    uint32_t hz, ticks, log, check, tamper, vlan, busy;
+    uint32_t hz, ticks, log, save, check, tamper, vlan, busy, busyint;
 };
 
 static struct {
-    uint32_t log_writes, checks, tampered;
+    uint32_t log_writes, saves, checks, tampered;
     uint32_t busy_state, busy_sum;
 } st;
 
@@ -191,6 +195,22 @@ static void log_write(const struct params *p, uint32_t tick)
     printf("log write %u done (slot %u)\n", n, off / LOG_LINE);
 }
 
+/* Save n: the whole of /VAR/STATE.BIN rewritten in place (WRITE DMA commands of 64 KiB back to back, Active most
+ * of the time, all inside one write-in-progress window). Little-endian word i of save n is (n << 24) ^ (i * 2654435761) (Knuth's multiplier). */
+static void save(const struct params *p, uint32_t tick)
+{
+    uint32_t n = ++st.saves;
+    for (uint32_t i = 0; i + 4 <= f_state.size; i += 4) {
+        uint32_t w = (n << 24) ^ ((i / 4) * 2654435761u);
+        state[i] = (uint8_t)w;
+        state[i + 1] = (uint8_t)(w >> 8);
+        state[i + 2] = (uint8_t)(w >> 16);
+        state[i + 3] = (uint8_t)(w >> 24);
+    }
+    write_sequence(STATE_PATH, &f_state, state, 0, f_state.size, f_state.size, stamp_at(p, tick));
+    printf("save %u done: %s %u bytes\n", n, STATE_PATH, f_state.size);
+}
+
 /* The tampering step: VLAN=<old> -> VLAN=<vlan> in /ETC/NET.CFG, in place, then read back by DMA and compared. */
 static void tamper(const struct params *p, uint32_t tick)
 {
@@ -218,7 +238,8 @@ static void tamper(const struct params *p, uint32_t tick)
     st.tampered = 1;
 }
 
-/* Integrity self-check: /BIN/APP.EXE read by DMA (a long read: Active set for a while), FNV-1a printed. */
+/* Integrity self-check: /BIN/APP.EXE read by DMA (READ DMA commands of 64 KiB back to back: Active most of the time,
+ * with the write-in-progress word clear), its FNV-1a hash printed. */
 static void check(uint32_t tick)
 {
     (void)tick;
@@ -244,9 +265,12 @@ static void busy(const struct params *p)
 
 static void on_tick(const struct params *p, uint32_t tick)
 {
-    busy(p);
+    if (p->busyint && tick % p->busyint == 0)
+        busy(p);
     if (p->log && tick % p->log == 0)
         log_write(p, tick);
+    if (p->save && tick % p->save == 0)
+        save(p, tick);
     if (p->tamper && tick == p->tamper)
         tamper(p, tick);
     if (p->check && tick % p->check == 0)
@@ -260,15 +284,17 @@ void kmain(struct multiboot_info *mbi)
         .hz = demo_cmdline_uint(line, "hz", 1000),
         .ticks = demo_cmdline_uint(line, "ticks", 400),
         .log = demo_cmdline_uint(line, "log", 50),
+        .save = demo_cmdline_uint(line, "save", 100),
         .check = demo_cmdline_uint(line, "check", 100),
         .tamper = demo_cmdline_uint(line, "tamper", 0),
         .vlan = demo_cmdline_uint(line, "vlan", 99),
-        .busy = demo_cmdline_uint(line, "busy", 300),
+        .busy = demo_cmdline_uint(line, "busy", 10000),
+        .busyint = demo_cmdline_uint(line, "busyint", 10),
     };
     if (p.hz == 0 || p.hz > 10000)
         p.hz = 1000;
-    printf("demo_app: hz=%u ticks=%u log=%u check=%u tamper=%u vlan=%u busy=%u\n", p.hz, p.ticks, p.log, p.check,
-           p.tamper, p.vlan, p.busy);
+    printf("demo_app: hz=%u ticks=%u log=%u save=%u check=%u tamper=%u vlan=%u busy=%u busyint=%u\n", p.hz, p.ticks,
+           p.log, p.save, p.check, p.tamper, p.vlan, p.busy, p.busyint);
 
     set_handler(6, demo_ud_handler);
     (void)vmcall(1, (uint32_t)&write_in_progress, 0, 0);   /* leaf 1; under QEMU a #UD, skipped */
@@ -289,6 +315,7 @@ void kmain(struct multiboot_info *mbi)
     open_file(NETCFG_PATH, &f_netcfg, sizeof netcfg);
     open_file(LOG_PATH, &f_log, sizeof logbuf);
     open_file(APP_PATH, &f_app, sizeof appexe);
+    open_file(STATE_PATH, &f_state, sizeof state);
     read_file(NETCFG_PATH, &f_netcfg, netcfg, sizeof netcfg);
     read_file(LOG_PATH, &f_log, logbuf, sizeof logbuf);
     printf("net.cfg: ");
@@ -303,8 +330,8 @@ void kmain(struct multiboot_info *mbi)
     }
     cli();
     pic_set_mask(0xFFFF);
-    printf("demo_app done: %u ticks, %u log writes, %u checks, tamper %s, busy sum %08x\n", done, st.log_writes,
-           st.checks, st.tampered ? "done" : "not done", st.busy_sum);
+    printf("demo_app done: %u ticks, %u log writes, %u saves, %u checks, tamper %s, busy sum %08x\n", done,
+           st.log_writes, st.saves, st.checks, st.tampered ? "done" : "not done", st.busy_sum);
     printf("ide: %u commands, %u sectors read, %u written, %u irqs\n", ide0.commands, ide0.sectors_read,
            ide0.sectors_written, ide0.irqs);
     exit(EXIT_OK);

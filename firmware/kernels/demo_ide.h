@@ -1,8 +1,8 @@
 /* demo_ide.h: a bus-master IDE DMA driver for the primary master of the PIIX3 (PCI 00:01.1), header-only.
  * References: Intel 82371FB/SB (PIIX/PIIX3) datasheet, 2.7 "Bus Master IDE Function" (BMICOM, BMISTA, BMIDTP,
  * the Physical Region Descriptor table) and ATA/ATAPI-6 (READ DMA 0xC8, WRITE DMA 0xCA, FLUSH CACHE 0xE7).
- * Completion is signalled by IRQ 14 (vector 0x2E after pic_remap(0x20, 0x28)); the caller sleeps with STI;HLT
- * until the handler has seen it, so interrupts stay enabled while the transfer is moving. */
+ * Completion is signalled by IRQ 14 (vector 0x2E after pic_remap(0x20, 0x28)); the caller busy-waits with
+ * interrupts enabled until the handler has seen it. */
 #ifndef DEMO_IDE_H
 #define DEMO_IDE_H
 #include "fw.h"
@@ -157,20 +157,18 @@ static inline int ide_build_prd(const void *buf, uint32_t bytes)
     return n;
 }
 
-/* Sleep until the IRQ handler has seen the completion (IF=1 while waiting; IF is enabled on return). */
+/* Wait for the IRQ handler to see the completion: a busy wait with IF=1, not HLT, so the transfer
+ * spends guest instructions while Active is set (emu warps a halted CPU's clock straight to the completion, which
+ * would make the DMA window invisible to a monitor). IF is enabled on return. */
 static inline int ide_wait_irq(void)
 {
     uint32_t start = demo_ticks;
-    cli();
-    while (!ide0.done) {
-        if (demo_ticks - start > IDE_TIMEOUT_TICKS) {
-            sti();
-            return IDE_TIMEOUT;
-        }
-        sti_hlt();
-        cli();
-    }
     sti();
+    while (!ide0.done) {
+        if (demo_ticks - start > IDE_TIMEOUT_TICKS)
+            return IDE_TIMEOUT;
+        __asm__ volatile("" ::: "memory");
+    }
     return IDE_OK;
 }
 
