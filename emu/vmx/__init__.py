@@ -11,8 +11,8 @@ from emu.vmx.controls import (PinControls, PrimaryControls, RdtscpAction, Second
                               invlpg_exits, monitor_trap_flag, mov_dr_exits, pause_exits, rdtsc_exits,
                               rdtscp_action, wbinvd_exits)
 from emu.vmx.cpuid import cpuid
-from emu.vmx.decode import (cr_access, dr_access, instruction_length, invlpg_qualification, io_qualification,
-                            memory_operand_linear, string_io_operand)
+from emu.vmx.decode import (cr_access, dr_access, instruction_exit_reason, instruction_length, invlpg_qualification,
+                            io_qualification, memory_operand_linear, string_io_operand)
 from emu.vmx.msr import MsrFile, MsrResult, sysenter_target
 from emu.vmx.qualification import (ActivityState, CrAccessQualification, CrAccessType, DrAccessQualification,
                                    DrDirection, InterruptionInfo, InterruptionType, Interruptibility, IoDirection,

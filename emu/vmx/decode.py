@@ -18,6 +18,7 @@ from capstone import x86_const as CX
 from emu import EmuError
 from emu.vmx.qualification import (GPR_NAMES, CrAccessQualification, CrAccessType, DrAccessQualification,
                                    DrDirection, IoDirection, IoOperand, IoQualification, LmswOperandType)
+from emu.vmx.reasons import ExitReason
 
 _MODES = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 _SEGMENT_PREFIXES = {0x26: "es", 0x2E: "cs", 0x36: "ss", 0x3E: "ds", 0x64: "fs", 0x65: "gs"}
@@ -289,3 +290,40 @@ def invlpg_qualification(code: bytes, bits: int, regs: Mapping[str, int],
     if insn.mnemonic != "invlpg":
         raise EmuError(f"bytes {bytes(code[:15]).hex()} are not INVLPG")
     return memory_operand_linear(code, bits, regs, segment_bases or {})
+
+
+# --- which exit an instruction can cause ------------------------------------------------------
+
+_MNEMONIC_REASONS = {
+    "cpuid": "CPUID", "getsec": "GETSEC", "hlt": "HLT", "invd": "INVD", "invlpg": "INVLPG", "rdpmc": "RDPMC",
+    "rdtsc": "RDTSC", "rsm": "RSM", "vmcall": "VMCALL", "vmclear": "VMCLEAR", "vmlaunch": "VMLAUNCH",
+    "vmptrld": "VMPTRLD", "vmptrst": "VMPTRST", "vmread": "VMREAD", "vmresume": "VMRESUME", "vmwrite": "VMWRITE",
+    "vmxoff": "VMXOFF", "vmxon": "VMXON", "clts": "CR_ACCESS", "lmsw": "CR_ACCESS", "rdmsr": "RDMSR",
+    "wrmsr": "WRMSR", "mwait": "MWAIT", "monitor": "MONITOR", "pause": "PAUSE", "invept": "INVEPT",
+    "rdtscp": "RDTSCP", "invvpid": "INVVPID", "wbinvd": "WBINVD", "xsetbv": "XSETBV", "rdrand": "RDRAND",
+    "invpcid": "INVPCID", "vmfunc": "VMFUNC", "rdseed": "RDSEED", "xsaves": "XSAVES", "xrstors": "XRSTORS",
+    "lgdt": "GDTR_IDTR_ACCESS", "lidt": "GDTR_IDTR_ACCESS", "sgdt": "GDTR_IDTR_ACCESS", "sidt": "GDTR_IDTR_ACCESS",
+    "lldt": "LDTR_TR_ACCESS", "ltr": "LDTR_TR_ACCESS", "sldt": "LDTR_TR_ACCESS", "str": "LDTR_TR_ACCESS",
+    **{m: "IO_INSTRUCTION" for m in ("in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd")},
+}
+
+
+def instruction_exit_reason(code: bytes, bits: int) -> Optional[ExitReason]:
+    """The ExitReason the instruction at the start of ``code`` causes when it exits (SDM §26.1), or None.
+
+    None for instructions that never cause an instruction-specific VM exit (they may
+    still fault, and faults exit through the exception bitmap).  MOV CR/DR give
+    CR_ACCESS/DR_ACCESS; whether an exit really happens depends on the controls.
+    """
+    insn = _insn(code, bits)
+    mnemonic = insn.mnemonic.split()[-1]
+    if mnemonic == "mov":
+        pre = _prefixes(code, bits)
+        op = bytes(code[pre.opcode_at:pre.opcode_at + 2])
+        if op in (b"\x0f\x20", b"\x0f\x22"):
+            return ExitReason.CR_ACCESS
+        if op in (b"\x0f\x21", b"\x0f\x23"):
+            return ExitReason.DR_ACCESS
+        return None
+    name = _MNEMONIC_REASONS.get(mnemonic)
+    return ExitReason[name] if name else None

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emu import EmuError
-from emu.vmx.decode import (cr_access, dr_access, instruction_length, invlpg_qualification, io_qualification,
+from emu.vmx.decode import (cr_access, dr_access, instruction_exit_reason, instruction_length, invlpg_qualification, io_qualification,
                             memory_operand_linear, string_io_operand)
 from tests.conftest import require_tool
 
@@ -199,3 +199,21 @@ def test_io_size_agrees_with_capstone(bits, prefixes, opcode, imm, edx):
     assert q.port == (imm if opcode in (0xE4, 0xE5, 0xE6, 0xE7) else edx & 0xFFFF)
     assert q.rep == (opcode in (0x6C, 0x6D, 0x6E, 0x6F) and bool({0xF2, 0xF3} & set(prefixes)))
     assert instruction_length(code, bits) == insn.size
+
+
+@pytest.mark.parametrize("code,reason", [
+    ("0fa2", "CPUID"), ("f4", "HLT"), ("0f31", "RDTSC"), ("0f01f9", "RDTSCP"), ("0f32", "RDMSR"), ("0f30", "WRMSR"),
+    ("0f01c1", "VMCALL"), ("0f22d8", "CR_ACCESS"), ("0f20c0", "CR_ACCESS"), ("0f06", "CR_ACCESS"),
+    ("0f01f0", "CR_ACCESS"), ("0f23f8", "DR_ACCESS"), ("f36d", "IO_INSTRUCTION"), ("e680", "IO_INSTRUCTION"),
+    ("0f0138", "INVLPG"), ("f390", "PAUSE"), ("0f09", "WBINVD"), ("0f08", "INVD"), ("0f01d1", "XSETBV"),
+    ("0f0110", "GDTR_IDTR_ACCESS"), ("0f00d8", "LDTR_TR_ACCESS"), ("0f33", "RDPMC"),
+])
+def test_instruction_exit_reason(code, reason):
+    # Instruction -> basic exit reason per SDM Vol. 3C §26.1.2/§26.1.3 and Appendix C.
+    assert instruction_exit_reason(bytes.fromhex(code), 32).name == reason
+
+
+@pytest.mark.parametrize("code", ["90", "cc", "cd80", "89c3", "8b0500100000", "0f0b"])
+def test_instructions_without_their_own_exit(code):
+    # nop, int3, int 0x80, mov ebx,eax, mov eax,[m], ud2: exits only through the exception bitmap, if at all
+    assert instruction_exit_reason(bytes.fromhex(code), 32) is None
