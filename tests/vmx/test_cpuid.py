@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import struct
 
-import pytest
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, Uc
 from unicorn import x86_const as X
 
