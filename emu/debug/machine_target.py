@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence, TextIO
+from typing import Mapping, Optional, Sequence, TextIO
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UcError
 from unicorn.unicorn_py3.unicorn import uclib
@@ -30,7 +30,7 @@ from emu.cpu import decode
 from emu.cpu.interrupts import Event
 from emu.cpu.native import library as icount_library
 from emu.cpu.vcpu import EFLAGS_IF, GPRS, GuestMemoryError, Stop
-from emu.debug.exits import (EXIT_REASONS, ExitBreak, ExitRecord, io_qualification, reason_name, reason_number)
+from emu.debug.exits import EXIT_REASONS, ExitBreak, ExitRecord, io_qualification, reason_number
 from emu.debug.gdbstub import GdbStub, SessionEnd, serve_gdb
 from emu.debug.monitor import MonitorDispatcher, MonitorError, parse_int, parse_options
 from emu.debug.target import (BreakKind, MemoryAccessError, RegisterAccessError, ResumeAction, ResumeKind,
@@ -677,7 +677,8 @@ class MachineTarget:
         ev = self.last_stop
         if ev is None:
             return "not resumed yet"
-        return ev.info or f"{ev.kind.name.lower()} signal={ev.signal} reason={ev.reason.value or 'none'} thread={ev.thread}"
+        return ev.info or (f"{ev.kind.name.lower()} signal={ev.signal} reason={ev.reason.value or 'none'} "
+                           f"thread={ev.thread}")
 
 
 class ExitReportingStub(GdbStub):
@@ -696,7 +697,7 @@ class ExitReportingStub(GdbStub):
 
 
 def serve(machines, spec: str, *, stream: Optional[TextIO] = None) -> SessionEnd:
-    """What ``emu run KERNEL --gdb [HOST:]PORT`` does: serve gdb for ``machines`` until it detaches, kills or the guest ends.
+    """``emu run KERNEL --gdb [HOST:]PORT``: serve gdb for ``machines`` until it detaches, kills, or the guest ends.
 
     Listens on loopback unless ``spec`` names a host, and says where on ``stream`` (stderr).
     """

@@ -27,7 +27,8 @@ def code_bytes(path: Path, addr: int, size: int) -> bytes:
     with open(path, "rb") as f:
         elf = ELFFile(f)
         for seg in elf.iter_segments():
-            if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] <= addr and addr + size <= seg["p_vaddr"] + seg["p_filesz"]:
+            start, filesz = seg["p_vaddr"], seg["p_filesz"]
+            if seg["p_type"] == "PT_LOAD" and start <= addr and addr + size <= start + filesz:
                 off = addr - seg["p_vaddr"]
                 return seg.data()[off:off + size]
     raise KeyError(f"{addr:#x}+{size} is not in a loaded segment of {path}")

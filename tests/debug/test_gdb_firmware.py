@@ -50,7 +50,7 @@ def _index(lines: list[str], pattern: str, start: int = 0) -> int:
 
 
 def test_gdb_session_on_vmx_exits(tmp_path) -> None:
-    """Connect, registers, break in kmain, stepi over `out`, x/16xb, set $eax, watch, break-exit, info, break-in, detach."""
+    """Connect, registers, break kmain, stepi over `out`, x/16xb, set $eax, break-exit, info, watch, break-in, detach."""
     require_tool("gdb")
     disk = make_reference_disk(tmp_path / "disk.img")
     console = bytearray()

@@ -333,10 +333,14 @@ def test_session_api() -> None:
     assert (stop.kind, stop.status) == ("ended", 1) and s.ended
 
 
-def test_docs_example_runs() -> None:
-    """The Python example in docs/debugger.md runs as written."""
+def test_docs_example_runs(monkeypatch, capsys) -> None:
+    """The Python example in docs/debugger.md runs as written (from the repository root) and prints what it says."""
+    monkeypatch.chdir(ROOT)
     text = (ROOT / "docs" / "debugger.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     example = [b for b in blocks if "from emu.debug.api import Session" in b]
     assert example, "docs/debugger.md has no Session example"
     exec(compile(example[0], "docs/debugger.md", "exec"), {"__name__": "__doc_example__"})
+    printed = capsys.readouterr().out.splitlines()
+    promised = [line.split("# prints: ", 1)[1] for line in example[0].splitlines() if "# prints: " in line]
+    assert promised and all(any(p in line for line in printed) for p in promised), printed
