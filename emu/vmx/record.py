@@ -27,7 +27,9 @@ Decoded = Union[IoQualification, CrAccessQualification, DrAccessQualification]
 QUALIFICATION_CODECS = {ExitReason.IO_INSTRUCTION: IoQualification, ExitReason.CR_ACCESS: CrAccessQualification,
                         ExitReason.DR_ACCESS: DrAccessQualification}
 """Exit reasons whose qualification has a structured layout, and its codec."""
-REGISTER_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags")
+REGISTER_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags",
+                  "cs", "ss", "ds", "es", "fs", "gs", "cr0", "cr2", "cr3", "cr4")
+"""Names a register snapshot may use: general registers, EIP, EFLAGS, segment selectors, CR0–CR4 (``Vcpu.regs()`` fits)."""
 
 
 def decode_qualification(reason: ExitReason, qualification: int) -> Optional[Decoded]:
@@ -144,6 +146,6 @@ class VmExit:
                 failed_vmentry=bool(obj.get("failed_vmentry", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise EmuError(f"not a VM-exit record: {exc!r}") from None
-        if "decoded" in obj and record.decoded is not None and obj["decoded"] != _plain(record.decoded):
-            raise EmuError("decoded fields do not match the qualification")
+        if obj.get("decoded") is not None and obj["decoded"] != record.to_dict()["decoded"]:
+            raise EmuError("decoded fields do not match the qualification or interruption information")
         return record

@@ -82,6 +82,17 @@ def test_from_json_checks_decoded_fields():
     obj["decoded"]["port"] = 0x170
     with pytest.raises(EmuError, match="decoded"):
         VmExit.from_json(obj)
+    info = InterruptionInfo(3, InterruptionType.SOFTWARE_EXCEPTION)
+    obj = VmExit(ExitReason.EXCEPTION_NMI, insn_len=1, interruption=info).to_dict()
+    obj["decoded"]["vector"] = 4
+    with pytest.raises(EmuError, match="decoded"):
+        VmExit.from_json(obj)
+
+
+def test_records_are_hashable_values():
+    assert hash(io_exit()) == hash(io_exit()) and io_exit() == io_exit()
+    rec = VmExit(ExitReason.HLT, regs={"eax": 1, "cs": 0x10, "cr3": 0x1000})
+    assert rec.regs["cs"] == 0x10
 
 
 @given(st.sampled_from(list(ExitReason)), st.integers(0, 2**32 - 1), st.integers(0, 15), st.integers(0, 2**32 - 1),
