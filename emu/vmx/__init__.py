@@ -10,6 +10,7 @@ from emu.vmx.controls import (PinControls, PrimaryControls, RdtscpAction, Second
                               cr_access_exits, external_interrupt_exits, hlt_exits, interrupt_window_exits,
                               invlpg_exits, monitor_trap_flag, mov_dr_exits, pause_exits, rdtsc_exits,
                               rdtscp_action, wbinvd_exits)
+from emu.vmx.build import exception_exit, external_interrupt_exit, instruction_exit
 from emu.vmx.cpuid import cpuid
 from emu.vmx.decode import (cr_access, dr_access, instruction_exit_reason, instruction_length, invlpg_qualification,
                             io_qualification, memory_operand_linear, string_io_operand)

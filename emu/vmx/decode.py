@@ -169,7 +169,8 @@ VALID_CRS = {16: frozenset({0, 2, 3, 4}), 32: frozenset({0, 2, 3, 4}), 64: froze
 """Control registers MOV CR may name; others raise #UD (SDM Vol. 2B MOV—Move to/from Control Registers)."""
 
 
-def _register_value(regs: Mapping[str, int], name: str) -> int:
+def register_value(regs: Mapping[str, int], name: str) -> int:
+    """A register's value from a snapshot of 32-bit registers: "si" is ESI's low 16 bits, "rax" falls back to EAX."""
     name = name.lower()
     if name in regs:
         return regs[name]
@@ -214,7 +215,7 @@ def cr_access(code: bytes, bits: int, *, regs: Optional[Mapping[str, int]] = Non
             else:
                 if regs is None:
                     raise EmuError("LMSW with a register operand: pass lmsw_source or regs")
-                lmsw_source = _register_value(regs, GPR_NAMES[op[2] & 7]) & 0xFFFF
+                lmsw_source = register_value(regs, GPR_NAMES[op[2] & 7]) & 0xFFFF
         return CrAccessQualification(0, CrAccessType.LMSW, 0,
                                      LmswOperandType.MEMORY if memory else LmswOperandType.REGISTER,
                                      lmsw_source & 0xFFFF)
@@ -257,11 +258,11 @@ def memory_operand_linear(code: bytes, bits: int, regs: Mapping[str, int],
     index = cs.reg_name(mem.index) if mem.index else None
     offset = mem.disp
     if base == "rip":
-        offset += _register_value(regs, "rip") + insn.size
+        offset += register_value(regs, "rip") + insn.size
     elif base:
-        offset += _register_value(regs, base)
+        offset += register_value(regs, base)
     if index:
-        offset += _register_value(regs, index) * mem.scale
+        offset += register_value(regs, index) * mem.scale
     names = [n for n in (base, index) if n]
     if names and all(len(n) == 2 for n in names):
         size_mask = 0xFFFF
