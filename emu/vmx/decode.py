@@ -115,7 +115,7 @@ def _io_opcode(code: bytes, bits: int) -> tuple[_Prefixes, tuple[IoDirection, bo
     return pre, form
 
 
-def io_qualification(code: bytes, bits: int, edx: int = 0) -> IoQualification:
+def io_qualification(code: bytes, bits: int, edx: int) -> IoQualification:
     """Qualification of the IN/OUT/INS/OUTS at the start of ``code`` (SDM Table 28-5).
 
     Size: 1 for the byte forms, else 2 or 4 by the code size and a 0x66 prefix; the

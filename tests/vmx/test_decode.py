@@ -73,7 +73,7 @@ def test_io_qualification_from_nasm(tmp_path, bits, line, edx, expected, length)
 
 def test_io_qualification_hand_bytes():
     # Independent of nasm: SDM Vol. 2B IN/OUT/INS/OUTS opcodes.
-    assert io_qualification(bytes.fromhex("e680"), 32).encode() == 0x00800040          # out 0x80, al
+    assert io_qualification(bytes.fromhex("e680"), 32, 0xFFFF).encode() == 0x00800040          # out 0x80, al
     assert io_qualification(bytes.fromhex("ed"), 32, 0x1F0).encode() == 0x01F0000B      # in eax, dx
     assert io_qualification(bytes.fromhex("f36d"), 32, 0x1F0).encode() == 0x01F0003B    # rep insd
     assert io_qualification(bytes.fromhex("f26d"), 32, 0x1F0).encode() == 0x01F0003B    # repne acts as rep
