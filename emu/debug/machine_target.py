@@ -102,13 +102,15 @@ class _ExitObserver:
 class MachineTarget:
     """``DebugTarget`` over one or several ``emu.machine.Machine`` (guest N = thread N)."""
 
-    def __init__(self, machines, names: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, machines, names: Optional[Sequence[str]] = None, trap: object = None) -> None:
         if not isinstance(machines, (list, tuple)):
             machines = [machines]
         if not machines:
             raise ValueError("MachineTarget needs at least one machine")
         self.guests: list[_Guest] = [_Guest(i + 1, m) for i, m in enumerate(machines)]
         self._names = list(names) if names else None
+        self.trap = trap
+        """The host's trap handler (``emu.hypervisor.trap.TrapHandler``) for ``monitor trap``, if any."""
         self.breakpoints: set[tuple[BreakKind, int, int]] = set()
         self.exit_breaks: list[ExitBreak] = []
         self._interrupt = threading.Event()
@@ -442,6 +444,10 @@ class MachineTarget:
         g.exit_hit = None
         if m.end is not None:
             return self._end(g, m.end.reason, m.end.status, m.end.message)
+        if getattr(m, "halted", False):   # Machine.run(yield_on_halt=True) left it waiting in HLT
+            m.halted = False
+            if not m._halt():
+                return self._end(g, EndReason.HALTED, 0, "guest halted with no interrupt to come")
         start = cpu.icount
         vlimit = None if budget is None else cpu.vtime + budget
         eip = cpu.linear_pc()
@@ -661,17 +667,18 @@ class MachineTarget:
         return "\n".join(out)
 
     def _cmd_trap(self, args: list[str]) -> str:
-        out = []
-        for g in self.guests:
-            handler = None
-            for attr in ("trap", "trap_handler"):
-                handler = getattr(g.machine, attr, None)
+        handler = self.trap
+        if handler is None:
+            for g in self.guests:
+                handler = getattr(g.machine, "trap", None) or getattr(g.machine, "trap_handler", None)
                 if handler is not None:
                     break
-            info = getattr(handler, "info", None)
-            prefix = f"guest {g.tid}: " if len(self.guests) > 1 else ""
-            out.append(prefix + (info() if callable(info) else "no trap handler on this machine"))
-        return "\n".join(out)
+        if handler is None:
+            return "no trap handler on this machine (it belongs to `emu host` scenarios)"
+        info = getattr(handler, "info", None)
+        if callable(info):
+            return info()
+        return format_trap(handler)
 
     def _cmd_last_stop(self, args: list[str]) -> str:
         ev = self.last_stop
@@ -679,6 +686,23 @@ class MachineTarget:
             return "not resumed yet"
         return ev.info or (f"{ev.kind.name.lower()} signal={ev.signal} reason={ev.reason.value or 'none'} "
                            f"thread={ev.thread}")
+
+
+def format_trap(t) -> str:
+    """The trap handler's state (patent blocks 310-420): trapped exits, validations, deferrals, restrictions."""
+    lines = [f"trapped exits: {getattr(t, 'trapped', 0)}", f"validations: {getattr(t, 'validations', 0)}"]
+    deferrals = getattr(t, "deferrals", {}) or {}
+    lines.append("deferrals: " + (", ".join(f"{k}={v}" for k, v in sorted(deferrals.items())) or "none"))
+    lines.append(f"findings: {getattr(t, 'findings_total', 0)}")
+    lines.append(f"restricted: {'yes' if getattr(t, 'restricted', False) else 'no'}")
+    results = getattr(t, "results", None) or []
+    if results:
+        last = results[-1]
+        lines.append("last validation: " + ", ".join(f"{k}={last[k]}" for k in ("validation", "clean", "counts")
+                                                     if k in last))
+    else:
+        lines.append("last validation: none yet")
+    return "\n".join(lines)
 
 
 class ExitReportingStub(GdbStub):
@@ -702,6 +726,18 @@ def serve(machines, spec: str, *, stream: Optional[TextIO] = None) -> SessionEnd
     Listens on loopback unless ``spec`` names a host, and says where on ``stream`` (stderr).
     """
     target = MachineTarget(machines)
+    return serve_gdb(target, spec, stream=stream, stub=ExitReportingStub(target))
+
+
+def serve_host(host, spec: str, *, stream: Optional[TextIO] = None) -> SessionEnd:
+    """``emu host SCENARIO --gdb [HOST:]PORT``: every guest of ``host`` is a thread; ``monitor trap`` shows the handler.
+
+    Returns when gdb detaches (then call ``host.run()`` to go on with the scheduler), kills, or all guests ended.
+    While gdb drives them, guests run in the adapter's turns (2^20 instructions), not the scenario's quanta; the
+    trap handler still sees every exit it observes (``Machine.exit_observers``).
+    """
+    names = list(host.machines)
+    target = MachineTarget([host.machines[n] for n in names], names=names, trap=getattr(host, "trap", None))
     return serve_gdb(target, spec, stream=stream, stub=ExitReportingStub(target))
 
 

@@ -344,3 +344,24 @@ def test_docs_example_runs(monkeypatch, capsys) -> None:
     printed = capsys.readouterr().out.splitlines()
     promised = [line.split("# prints: ", 1)[1] for line in example[0].splitlines() if "# prints: " in line]
     assert promised and all(any(p in line for line in printed) for p in promised), printed
+
+
+def test_host_scenario_guests_and_trap_state() -> None:
+    """``serve_host``'s target: the demo scenario's guests are threads by name; `monitor trap` shows the handler,
+    whose I/O exits keep arriving while the debugger drives the guests."""
+    from emu.hypervisor.host import Host
+    from emu.hypervisor.scenario import load
+
+    host = Host(load(ROOT / "fixtures" / "demo" / "scenario.toml"))
+    try:
+        names = list(host.machines)
+        t = MachineTarget([host.machines[n] for n in names], names=names, trap=host.trap)
+        assert [t.thread_name(i) for i in t.threads()] == ["guest 1 app", "guest 2 mgmt"]
+        assert t.monitor("trap").splitlines()[:2] == ["trapped exits: 0", "validations: 0"]
+        t.monitor("break-exit IO_INSTRUCTION port=0x80")
+        ev = t.resume({1: ResumeAction(ResumeKind.CONTINUE), 2: ResumeAction(ResumeKind.CONTINUE)})
+        assert ev.thread == 2 and "IO_INSTRUCTION out port=0x80" in ev.info
+        trapped = int(t.monitor("trap").splitlines()[0].split(": ")[1])
+        assert trapped == host.trap.trapped > 0
+    finally:
+        host.close()
