@@ -134,7 +134,7 @@ def test_demo_app_transcript(tamper_runs: tuple[Run, Run]) -> None:
     out = qemu.stdout.decode()
     app_hash = fnv1a32(mtools_read(DISK, "/BIN/APP.EXE"))
     lines = out.splitlines()
-    assert lines[0] == "demo_app: hz=1000 ticks=600 log=50 save=100 check=100 tamper=300 vlan=99 busy=10000 busyint=10"
+    assert lines[0] == "demo_app: hz=1000 ticks=600 log=50 save=100 check=100 tamper=300 vlan=99 busy=5000 busyint=10"
     assert "net.cfg: VLAN=10" in lines
     assert "found /BIN/APP.EXE: 262144 bytes in 262144 allocated" in lines
     events = [ln for ln in lines if ln.startswith(("log write", "save", "check", "tamper"))]

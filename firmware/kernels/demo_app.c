@@ -4,7 +4,7 @@
  * of /VAR/STATE.BIN; every `check` ticks it reads /BIN/APP.EXE by DMA and prints its FNV-1a hash; at tick `tamper`
  * it rewrites /ETC/NET.CFG (VLAN=<vlan>); it exits 0 after `ticks` ticks. Every `busyint` ticks it also runs `busy`
  * steps of work with interrupts disabled (a window where IF=0).
- * Multiboot command line (the defaults): "hz=1000 ticks=400 log=50 save=100 check=100 tamper=0 vlan=99 busy=10000
+ * Multiboot command line (the defaults): "hz=1000 ticks=400 log=50 save=100 check=100 tamper=0 vlan=99 busy=5000
  * busyint=10" (0 = never for log, save, check, tamper and busyint). Everything it prints and writes is a function of its own tick count,
  * so QEMU (whose PIT runs in real time) and emu give the same transcript and the same final disk.
  * The disk: fixtures/demo/ (docs/demo-firmware.md).
@@ -288,7 +288,7 @@ void kmain(struct multiboot_info *mbi)
         .check = demo_cmdline_uint(line, "check", 100),
         .tamper = demo_cmdline_uint(line, "tamper", 0),
         .vlan = demo_cmdline_uint(line, "vlan", 99),
-        .busy = demo_cmdline_uint(line, "busy", 10000),
+        .busy = demo_cmdline_uint(line, "busy", 5000),
         .busyint = demo_cmdline_uint(line, "busyint", 10),
     };
     if (p.hz == 0 || p.hz > 10000)
