@@ -13,14 +13,18 @@ from pathlib import Path
 
 import capstone
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emu.debug.api import Session
 from emu.debug.machine_target import MachineTarget
 from emu.debug.target import (BreakKind, MemoryAccessError, RegisterAccessError, ResumeAction, ResumeKind,
-                              StopKind, StopReason, SIGINT, SIGTRAP)
+                              StopEvent, StopKind, StopReason, SIGINT, SIGTRAP)
 from emu.machine import EndReason, Machine, MachineConfig
 from tests.conftest import FIRMWARE, ROOT
+from tests.debug.client import StubClient, quiet_stub
 from tests.debug.firmware import VMX_EXITS, code_bytes, entry, find_in, symbols
+from tests.debug.test_fuzz import PACKET_SIZE, STOP_REPLY, _sync_then_halt_reason, junk_item
 from tools.qemu_ref import make_reference_disk
 
 STEP = {1: ResumeAction(ResumeKind.STEP)}
@@ -365,3 +369,46 @@ def test_host_scenario_guests_and_trap_state() -> None:
         assert trapped == host.trap.trapped > 0
     finally:
         host.close()
+
+
+class _Bounded(MachineTarget):
+    """A continue runs at most 20000 instructions (then reports SIGINT), so junk that rewrites code cannot hang."""
+
+    def _resume(self, actions):
+        if any(a.kind is ResumeKind.STEP for a in actions.values()):
+            return super()._resume(actions)
+        ev = self.advance(self.guests[0], budget=20_000)
+        return ev if ev is not None else StopEvent.interrupted(1)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(junk_item, min_size=1, max_size=10))
+def test_junk_against_a_real_machine(junk: list[bytes]) -> None:
+    """The fuzz of test_fuzz.py, against the real adapter: the stub answers and stays in sync, nothing raises."""
+    stub, errors = quiet_stub(_Bounded(_machine()), packet_size=PACKET_SIZE)
+    client = StubClient(stub, timeout=10)
+    for item in junk:
+        client.send_raw(item)
+    reply = _sync_then_halt_reason(client, "sync-after-junk")
+    assert STOP_REPLY.fullmatch(reply), reply
+    assert client.finish().value in ("disconnected", "exited")
+    assert errors.getvalue() == ""
+
+
+_RAM_MACHINE = _machine()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(st.integers(0, 2**33), st.integers(32 * 2**20 - 0x400, 32 * 2**20 + 0x400)), st.integers(1, 0x200))
+def test_memory_reads_of_any_address(addr: int, length: int) -> None:
+    """`m` anywhere: RAM bytes (paging off: linear = physical), the readable prefix, or E01; never a crash."""
+    stub, errors = quiet_stub(MachineTarget(_RAM_MACHINE))
+    client = StubClient(stub, timeout=5)
+    reply = client.cmd(b"m%x,%x" % (addr, length))
+    ram = _RAM_MACHINE.cpu.mem_size
+    if addr + length > 2**32 or addr >= ram:
+        assert reply == b"E01"
+    else:
+        assert reply == _RAM_MACHINE.cpu.read_phys(addr, min(addr + length, ram) - addr).hex().encode()
+    client.finish()
+    assert errors.getvalue() == ""
