@@ -7,7 +7,7 @@ monitor answers RDMSR/WRMSR exits from this file.  Modelled MSRs:
 |---|---|---|---|
 | 0x10 | IA32_TIME_STAMP_COUNTER | virtual TSC + offset | sets the offset so the next read gives the value |
 | 0x1B | IA32_APIC_BASE | 0xFEE00900 (QEMU's BSP value: base 0xFEE00000, EN bit 11, BSP bit 8) | base and EN stored; reserved bits → #GP |
-| 0xFE | IA32_MTRRCAP | 0x508 (8 variable ranges, fixed ranges, WC; as QEMU) | #GP (read-only) |
+| 0xFE | IA32_MTRRCAP | 0x508 (8 variable ranges, fixed ranges, WC: QEMU's value for a CPU with MTRR) | #GP (read-only) |
 | 0x174–0x176 | IA32_SYSENTER_CS/ESP/EIP | stored value | CS keeps bits 15:0, ESP/EIP bits 31:0 (as qemu-system-i386) |
 | 0x1A0 | IA32_MISC_ENABLE | 1 (fast strings, QEMU's default) | stored |
 | 0x200–0x20F | IA32_MTRR_PHYSBASE0..PHYSMASK7 | stored (0) | stored |
@@ -17,8 +17,10 @@ monitor answers RDMSR/WRMSR exits from this file.  Modelled MSRs:
 | 0xC0000080 | IA32_EFER | 0 | 0 accepted; any other value → #GP (no SCE/LME/NXE on this i686 model) |
 
 Any other MSR gives #GP(0), as real hardware does (SDM Vol. 2B RDMSR/WRMSR).
-Differences from QEMU 7.2 TCG: QEMU reads unknown MSRs as 0 and ignores bad PAT/EFER
-writes silently; here they fault like hardware.
+Differences from QEMU 7.2 TCG (``tests/vmx/test_qemu_reference.py`` runs both): QEMU reads
+unknown MSRs as 0, stores reserved PAT types and drops unsupported EFER bits silently,
+where hardware and this file raise #GP; its default ``qemu32`` CPU has no MTRR, so its
+MTRRCAP reads 0.
 """
 from __future__ import annotations
 
