@@ -45,6 +45,8 @@ class Clock:
         self._icount = icount or (lambda: 0)
         self._queue: list[Timer] = []
         self._seq = itertools.count()
+        self.on_schedule: Optional[Callable[[int], None]] = None
+        """Told the due time of each new timer (the vCPU lowers a running deadline with it)."""
 
     def attach(self, icount: Callable[[], int]) -> None:
         """Take the exact instruction count from ``icount`` (the vCPU's counter)."""
@@ -83,6 +85,8 @@ class Clock:
         """Call ``callback`` when the instruction count reaches ``due``."""
         timer = Timer(max(due, 0), next(self._seq), callback, name)
         heapq.heappush(self._queue, timer)
+        if self.on_schedule is not None:
+            self.on_schedule(timer.due)
         return timer
 
     def schedule_in(self, insns: int, callback: Callable[[], None], name: str = "") -> Timer:

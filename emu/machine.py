@@ -73,6 +73,7 @@ class EndReason(enum.Enum):
     SHUTDOWN = "shutdown"
     MAX_INSNS = "max-insns"
     HALTED = "halted"
+    IDLE = "idle"              # halted waiting for an interrupt; the host may run other guests (resumable)
     STOPPED = "stopped"
 
 
@@ -111,6 +112,7 @@ class Machine:
         self.name = config.name
         self.cpu = Vcpu(config.mem_mib)
         self.clock = Clock(config.clock, lambda: self.cpu.vtime)
+        self.clock.on_schedule = self.cpu.lower_deadline
         self.bus = PortBus()
         self.console_bytes = bytearray()
         self.console_icounts: Optional[list[int]] = None
@@ -131,6 +133,7 @@ class Machine:
         self.cpu.on_privileged = self._on_privileged
         self.cpu.on_rdtsc = self.clock.tsc
         self._window_steps = 0
+        self.halted = False
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {HYPERCALL_REGISTER_WIP: _register_wip}
         self.revoked_hypercalls: set[int] = set()
         self.wip_addr: Optional[int] = None
@@ -309,11 +312,19 @@ class Machine:
         vector = self.pic.acknowledge()
         self.deliver(Event(vector, EventKind.EXTERNAL, None, None))
 
-    def run(self, max_insns: Optional[int] = None) -> RunResult:
-        """Run until the guest exits, shuts down, halts for good, or ``max_insns`` retire."""
+    def run(self, max_insns: Optional[int] = None, yield_on_halt: bool = False) -> RunResult:
+        """Run until the guest exits, shuts down, halts for good, or ``max_insns`` retire.
+
+        ``yield_on_halt``: return (EndReason.IDLE) when the guest executes HLT and waits for an interrupt, so a
+        host can run other guests meanwhile (a HLT exit); the next run() continues the wait.
+        """
         cpu = self.cpu
         clock = self.clock
         limit = None if max_insns is None else cpu.icount + max_insns
+        if self.halted and self.end is None:
+            self.halted = False
+            if not self._halt():
+                return self._finish(EndReason.HALTED, 0, self._halt_message())
         while self.end is None:
             clock.run_due()
             if self.end is not None:
@@ -353,13 +364,20 @@ class Machine:
                 return self._finish(EndReason.MAX_INSNS, EXIT_STATUS_MAX_INSNS,
                                     f"instruction limit reached ({max_insns} instructions)")
             if stop is Stop.HLT:
+                if yield_on_halt and cpu.reg("eflags") & EFLAGS_IF and self.clock.next_deadline() is not None:
+                    self.halted = True
+                    return self._finish(EndReason.IDLE, 0, "halted, waiting for an interrupt")
                 if not self._halt():
-                    return self._finish(EndReason.HALTED, 0, "guest halted with interrupts disabled" if not
-                                        cpu.reg("eflags") & EFLAGS_IF else "guest halted with no interrupt to come")
-            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", "event", "window", None):
+                    return self._finish(EndReason.HALTED, 0, self._halt_message())
+            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", "event", "window", "redirect", None):
                 if cpu.stop_request == "unexplained stop":
                     return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
         return self._finish(self.end.reason, self.end.status, self.end.message)
+
+    def _halt_message(self) -> str:
+        if not self.cpu.reg("eflags") & EFLAGS_IF:
+            return "guest halted with interrupts disabled"
+        return "guest halted with no interrupt to come"
 
     def _halt(self) -> bool:
         """HLT: warp virtual time to the next event that can wake the CPU; False if none can."""
@@ -388,7 +406,7 @@ class Machine:
     def _finish(self, reason: EndReason, status: int, message: str) -> RunResult:
         """The result of this run; the guest's end (all but the budget) is kept in ``self.end``."""
         result = RunResult(reason, status, message, self.cpu.icount)
-        if reason is not EndReason.MAX_INSNS:
+        if reason not in (EndReason.MAX_INSNS, EndReason.IDLE):
             self.end = result
         return result
 

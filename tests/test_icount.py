@@ -215,11 +215,6 @@ def test_budgets_just_before_delivered_exceptions_are_exact() -> None:
             assert result.icount == n, f"budget {n} next to vector {vector} ({kind}) at {c}: ran {result.icount}"
 
 
-@pytest.mark.xfail(strict=True, reason="budget overshoot: when the last, partial block of a budgeted run raises an "
-                                       "exception that emu delivers (INTO, #DE, #PF in cpu_events), "
-                                       "Vcpu._finish_exact runs with st.deadline = UINT64_MAX and only stops at "
-                                       "its one-shot exit address, i.e. after the handler returns "
-                                       "(e.g. budget 17886 ends at 18691)")
 def test_budgets_just_after_delivered_exceptions_are_exact() -> None:
     _data, _icounts, events = cpu_events_reference()
     wrong = []
@@ -271,9 +266,6 @@ def test_cpu_events_in_quanta_equals_one_run() -> None:
     assert bytes(m.console_bytes) == data and tuple(m.console_icounts) == icounts
 
 
-@pytest.mark.xfail(strict=True, reason="same budget overshoot after a delivered exception: a single step over "
-                                       "INTO runs the whole #OF handler (slice 17886 ends at 18691); a debugger's "
-                                       "stepi would do the same")
 def test_cpu_events_single_stepped_equals_one_run() -> None:
     data, icounts, _events = cpu_events_reference()
     m = machine(CPU_EVENTS)

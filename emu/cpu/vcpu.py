@@ -107,6 +107,7 @@ class Vcpu:
         self._unassigned: set[int] = set()
         self.io_site: Optional[IoSite] = None
         self.skip_hook_at: Optional[int] = None
+        self._exact_target: Optional[int] = None
         self._io_seq = -1
         self._io_ordinal = 0
         self._io_cache: dict[tuple[int, int, int], tuple] = {}
@@ -220,6 +221,10 @@ class Vcpu:
     def contains(self, addr: int, size: int) -> bool:
         """True when [addr, addr+size) is guest RAM (the DMA view)."""
         return 0 <= addr and addr + size <= self.mem_size
+
+    # The vCPU's RAM is the bus masters' view too (emu.devices.base.GuestMemory).
+    read = read_phys
+    write = write_phys
 
     def read_virt(self, addr: int, size: int) -> bytes:
         """Read guest-virtual (linear) memory through the guest's page tables."""
@@ -396,6 +401,7 @@ class Vcpu:
         except Exception as exc:
             self._hook_error = exc
             self.request_stop("error")
+        self._after_redirect()
 
     def _hook_invalid(self, uc, _user):
         try:
@@ -404,6 +410,16 @@ class Vcpu:
             self._hook_error = exc
             self.request_stop("error")
             return True
+        finally:
+            self._after_redirect()
+
+    def _after_redirect(self) -> None:
+        """Control left the block an exact finish was running in (an event was delivered): end that run
+        so the normal deadline takes over again from the new EIP."""
+        if self._exact_target is not None:
+            self.st.deadline = self._exact_target
+            if not self.stop_request:
+                self.request_stop("redirect")
 
     def _hook_unmapped(self, uc, access, address, size, value, _user):
         # Unassigned physical memory: reads give all-ones and writes are dropped (a PC bus).
@@ -446,6 +462,7 @@ class Vcpu:
         if st.deadline_hit:
             if self.stop_request:
                 return Stop.REQUEST
+            target = st.deadline  # a device may have lowered it during the run (lower_deadline)
             if st.count < target:
                 return self._finish_exact(target)
             return Stop.DEADLINE
@@ -456,6 +473,15 @@ class Vcpu:
             return Stop.HLT
         self.stop_request = "unexplained stop"
         return Stop.REQUEST
+
+    def lower_deadline(self, vtime: int) -> None:
+        """A timer was scheduled for ``vtime`` during a run: stop there if that is before the run's deadline.
+
+        The block hook reads the deadline at every block entry, so the current run honours it.
+        """
+        target = vtime - self.idle
+        if target < self.st.deadline:
+            self.st.deadline = max(target, self.st.count)
 
     def _after_hlt(self) -> bool:
         try:
@@ -490,12 +516,14 @@ class Vcpu:
         st.deadline = (1 << 64) - 1
         st.deadline_hit = 0
         st.block_size = 0
+        self._exact_target = target
         try:
             self.uc.emu_start(pc, 0)
         except UcError as exc:
             self.sync_icount()
             return self._fatal(f"{exc} at {self.linear_pc():#010x}")
         finally:
+            self._exact_target = None
             self.uc.hook_del(hook)
             self.uc.ctl_remove_cache(pc, exit_at + 1)
             st.deadline = target

@@ -149,8 +149,8 @@ class Host:
                     self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
                                  "message": state.result.message, "status": state.result.status})
                     continue
-                result = machine.run(max_insns=quantum)
-                if result.reason is not EndReason.MAX_INSNS:
+                result = machine.run(max_insns=quantum, yield_on_halt=True)
+                if result.reason not in (EndReason.MAX_INSNS, EndReason.IDLE):
                     state.result = result
                     self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
                                  "message": result.message, "status": result.status})

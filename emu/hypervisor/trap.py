@@ -57,20 +57,24 @@ class TrapEvent:
 
 
 def safety(target) -> Optional[Unsafe]:
-    """Block 330: the first reason validating ``target`` (a Machine) now is unsafe, or None."""
+    """Block 330: the first reason validating ``target`` (a Machine) now is unsafe, or None.
+
+    Checked in this order: the guest's own write-in-progress word (it knows best), a DMA in flight, a drive
+    busy, then IF masked or an STI/MOV-SS shadow (it may be inside a driver's top half).
+    """
     cpu = target.cpu
-    if not cpu.reg("eflags") & EFLAGS_IF:
-        return Unsafe.IF_MASKED
-    if cpu.interrupt_shadow:
-        return Unsafe.INTERRUPT_SHADOW
+    platform = target.platform
     if target.wip_addr is not None and int.from_bytes(cpu.read_phys(target.wip_addr, 4), "little"):
         return Unsafe.WRITE_IN_PROGRESS
-    platform = target.platform
     for engine in platform.bmdma.engines:
         if engine.active and engine.st.in_flight:
             return Unsafe.DMA_ACTIVE
     if any(channel.busy for channel in platform.ide):
         return Unsafe.ATA_BUSY
+    if not cpu.reg("eflags") & EFLAGS_IF:
+        return Unsafe.IF_MASKED
+    if cpu.interrupt_shadow:
+        return Unsafe.INTERRUPT_SHADOW
     return None
 
 
@@ -100,8 +104,10 @@ class TrapHandler:
         """Block 310: a chosen exit of the trapping guest enters the handler (the guest is suspended)."""
         if exit_.reason_name not in self.scenario.trap.reasons:
             return
-        self.trapped += 1
         target = self.host.machines[self.scenario.trap.validate]
+        if target.end is not None:
+            return  # the guest to validate has ended: nothing runs on its disk any more
+        self.trapped += 1
         now_ns = self.host.time_ns()
         self.trap_log.append((self.trapped, now_ns))
         if not self._elapsed(now_ns):
