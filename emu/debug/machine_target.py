@@ -742,8 +742,11 @@ def serve_host(host, spec: str, *, stream: Optional[TextIO] = None) -> SessionEn
 
 
 def run_with_gdb(machine, spec: str, max_insns: Optional[int] = None, *, stream: Optional[TextIO] = None):
-    """``emu run --gdb``: serve gdb, then finish the run as ``Machine.run`` would; returns the RunResult."""
-    from emu.machine import EndReason, RunResult
+    """``emu run --gdb``: serve gdb, then finish the run as ``Machine.run`` would; returns the RunResult.
+
+    ``max_insns`` counts from the start of the guest, instructions run under gdb included.
+    """
+    from emu.machine import EXIT_STATUS_MAX_INSNS, EndReason, RunResult
     end = serve(machine, spec, stream=stream)
     if machine.end is not None:
         return machine.end
@@ -751,4 +754,10 @@ def run_with_gdb(machine, spec: str, max_insns: Optional[int] = None, *, stream:
         machine.end = RunResult(EndReason.STOPPED, 0, "killed by gdb", machine.cpu.icount)
         return machine.end
     print("emu: gdb detached; the guest runs on", file=stream if stream is not None else sys.stderr, flush=True)
-    return machine.run(max_insns=max_insns)
+    if max_insns is None:
+        return machine.run()
+    remaining = max_insns - machine.cpu.icount
+    if remaining <= 0:
+        return RunResult(EndReason.MAX_INSNS, EXIT_STATUS_MAX_INSNS,
+                         f"instruction limit reached ({max_insns} instructions)", machine.cpu.icount)
+    return machine.run(max_insns=remaining)
