@@ -412,3 +412,20 @@ def test_memory_reads_of_any_address(addr: int, length: int) -> None:
         assert reply == _RAM_MACHINE.cpu.read_phys(addr, min(addr + length, ram) - addr).hex().encode()
     client.finish()
     assert errors.getvalue() == ""
+
+
+def test_break_exit_on_exception_and_interrupt_vectors() -> None:
+    """`int3` (vector 3) and IRQ 0 (vector 0x20 after the guest's PIC remap): stop at the handler's first
+    instruction, which is the guest's own IDT gate target."""
+    m = _machine()
+    t = MachineTarget(m)
+    t.monitor("break-exit EXTERNAL_INTERRUPT vector=0x20")
+    ev = t.resume(CONT)
+    assert "EXTERNAL_INTERRUPT vector=0x20" in ev.info and m.cpu.reg("eip") == _gate_target(m, 0x20)
+    t.monitor("clear-exit")
+    t.monitor("break-exit EXCEPTION_NMI vector=3")
+    ev = t.resume(CONT)
+    assert "EXCEPTION_NMI vector=0x3" in ev.info and m.cpu.reg("eip") == _gate_target(m, 3)
+    rec = t.guests[0].exits[-1]
+    assert code_bytes(VMX_EXITS, rec.rip - 1, 1) == b"\xcc"          # reported after the int3, as it traps
+    assert t.resume(CONT).kind is StopKind.EXITED                  # no second int3 in the kernel
