@@ -429,3 +429,22 @@ def test_break_exit_on_exception_and_interrupt_vectors() -> None:
     rec = t.guests[0].exits[-1]
     assert code_bytes(VMX_EXITS, rec.rip - 1, 1) == b"\xcc"          # reported after the int3, as it traps
     assert t.resume(CONT).kind is StopKind.EXITED                  # no second int3 in the kernel
+
+
+def test_breakpoint_on_code_that_already_ran() -> None:
+    """A breakpoint inserted on code Unicorn has already translated (printf's `out 0xe9, al`, run many times)
+    still stops there."""
+    m = _machine()
+    t = MachineTarget(m)
+    t.insert_breakpoint(BreakKind.SOFTWARE, OUT21, 1)
+    t.resume(CONT)                                   # kmain printed its first line
+    assert any(r.port == 0xE9 for r in t.guests[0].exits)
+    putc = find_in(VMX_EXITS, "printf", bytes.fromhex("e6e9"))
+    assert any(r.rip == putc for r in t.guests[0].exits)
+    t.insert_breakpoint(BreakKind.SOFTWARE, putc, 1)
+    t.remove_breakpoint(BreakKind.SOFTWARE, OUT21, 1)
+    ev = t.resume(CONT)
+    assert (ev.reason, ev.addr, m.cpu.reg("eip")) == (StopReason.SWBREAK, putc, putc)
+    t.remove_breakpoint(BreakKind.SOFTWARE, putc, 1)
+    ev = t.resume(CONT)
+    assert ev.kind is StopKind.EXITED                 # removed: no more stops
