@@ -20,6 +20,9 @@ MSR_HIGH_BASE = 0xC0000000
 MSR_HIGH_END = 0xC0002000
 MSR_READ_LOW, MSR_READ_HIGH, MSR_WRITE_LOW, MSR_WRITE_HIGH = 0x000, 0x400, 0x800, 0xC00
 PF_VECTOR = 14
+_USE_IO_BITMAPS = int(PrimaryControls.USE_IO_BITMAPS)
+_UNCONDITIONAL_IO = int(PrimaryControls.UNCONDITIONAL_IO)
+_USE_MSR_BITMAPS = int(PrimaryControls.USE_MSR_BITMAPS)
 
 
 def _test(bitmap: bytearray, bit: int) -> bool:
@@ -63,12 +66,18 @@ def io_exits(c: VmcsControls, port: int, size: int) -> bool:
     the access exits if the bit of ANY port it touches is set, and always if it wraps
     past 0xFFFF to 0x0000.  Without bitmaps it exits iff unconditional I/O exiting is 1.
     """
-    _check_io(port, size)
-    if c.primary & PrimaryControls.USE_IO_BITMAPS:
+    if not 0 <= port <= 0xFFFF or size not in (1, 2, 4):
+        _check_io(port, size)
+    primary = int(c.primary)
+    if primary & _USE_IO_BITMAPS:
         if port + size > 0x10000:
             return True
-        return any(io_bitmap_bit(c, p) for p in range(port, port + size))
-    return bool(c.primary & PrimaryControls.UNCONDITIONAL_IO)
+        for p in range(port, port + size):
+            bitmap = c.io_bitmap_a if p < 0x8000 else c.io_bitmap_b
+            if bitmap[(p & 0x7FFF) >> 3] >> (p & 7) & 1:
+                return True
+        return False
+    return bool(primary & _UNCONDITIONAL_IO)
 
 
 # --- MSR ------------------------------------------------------------------------------------
@@ -94,7 +103,7 @@ def msr_exits(c: VmcsControls, msr: int, write: bool) -> bool:
     0–0x1FFF and 0xC0000000–0xC0001FFF always exit, others exit iff their bit is set.
     """
     _check_msr(msr)
-    if not c.primary & PrimaryControls.USE_MSR_BITMAPS:
+    if not int(c.primary) & _USE_MSR_BITMAPS:
         return True
     bit = _msr_bit(msr, write)
     return True if bit is None else _test(c.msr_bitmap, bit)

@@ -6,6 +6,7 @@ defines one (INS/OUTS, LMSW m16), and the interruption information for events.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Mapping, Optional
 
 from emu import EmuError
@@ -21,8 +22,16 @@ SOFTWARE_EVENTS = frozenset({InterruptionType.SOFTWARE_INTERRUPT, InterruptionTy
 _ADDRESS_MASK = {16: 0xFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFF_FFFFFFFF}
 
 
+_REGISTER_SET = frozenset(REGISTER_NAMES)
+
+
+@lru_cache(maxsize=16384)
+def _encoded(q) -> int:
+    return q.encode()
+
+
 def _snapshot(regs: Mapping[str, int]) -> dict[str, int]:
-    return {name: regs[name] for name in REGISTER_NAMES if name in regs}
+    return {name: value for name, value in regs.items() if name in _REGISTER_SET}
 
 
 def instruction_exit(code: bytes, bits: int, regs: Mapping[str, int], *, rip: int, linear_rip: Optional[int] = None,
@@ -47,7 +56,7 @@ def instruction_exit(code: bytes, bits: int, regs: Mapping[str, int], *, rip: in
     qualification, guest_linear = 0, None
     if reason is ExitReason.IO_INSTRUCTION:
         q = decode.io_qualification(code, bits, regs.get("edx", 0))
-        qualification = q.encode()
+        qualification = _encoded(q)
         if q.string:
             operand = decode.string_io_operand(code, bits)
             offset = decode.register_value(regs, operand.index) & _ADDRESS_MASK[operand.address_size]

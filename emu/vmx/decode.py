@@ -78,11 +78,19 @@ def _check_bits(bits: int) -> None:
 
 
 def _insn(code: bytes, bits: int):
-    """The first instruction of ``code`` (capstone, with details)."""
+    """The first instruction of ``code`` (capstone, with details; cached by the bytes)."""
     _check_bits(bits)
-    for insn in _disassembler(bits).disasm(bytes(code[:15]), 0, 1):
+    insn = _insn_cached(bytes(code[:15]), bits)
+    if insn is None:
+        raise EmuError(f"cannot decode instruction bytes {bytes(code[:15]).hex()} ({bits}-bit)")
+    return insn
+
+
+@lru_cache(maxsize=4096)
+def _insn_cached(code: bytes, bits: int):
+    for insn in _disassembler(bits).disasm(code, 0, 1):
         return insn
-    raise EmuError(f"cannot decode instruction bytes {bytes(code[:15]).hex()} ({bits}-bit)")
+    return None
 
 
 def instruction_length(code: bytes, bits: int) -> int:
@@ -122,14 +130,27 @@ def io_qualification(code: bytes, bits: int, edx: int) -> IoQualification:
     port is the immediate byte or DX (``edx & 0xFFFF``); REP (0xF3, or 0xF2, which the
     processor treats alike for INS/OUTS) is reported for string forms only.
     """
+    _check_bits(bits)
+    form = _io_form(bytes(code[:15]), bits)
+    return form if form.operand is IoOperand.IMMEDIATE else _io_with_port(form, edx & 0xFFFF)
+
+
+@lru_cache(maxsize=4096)
+def _io_form(code: bytes, bits: int) -> IoQualification:
+    """The qualification without the DX port (cached by the instruction bytes)."""
     pre, (direction, byte_sized, string, immediate) = _io_opcode(code, bits)
     if byte_sized:
         size = 1
     else:
         size = 2 if (bits == 16) != pre.operand_size else 4
-    port = code[pre.opcode_at + 1] if immediate else edx & 0xFFFF
+    port = code[pre.opcode_at + 1] if immediate else 0
     return IoQualification(size, direction, string, string and pre.rep,
                            IoOperand.IMMEDIATE if immediate else IoOperand.DX, port)
+
+
+@lru_cache(maxsize=16384)
+def _io_with_port(form: IoQualification, port: int) -> IoQualification:
+    return IoQualification(form.size, form.direction, form.string, form.rep, form.operand, port)
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,12 @@ class StringIoOperand:
 
 def string_io_operand(code: bytes, bits: int) -> StringIoOperand:
     """Memory operand of the INS/OUTS at the start of ``code`` (INS always uses ES:[E]DI; SDM Vol. 2B INS)."""
+    _check_bits(bits)
+    return _string_io_operand(bytes(code[:15]), bits)
+
+
+@lru_cache(maxsize=4096)
+def _string_io_operand(code: bytes, bits: int) -> StringIoOperand:
     pre, (direction, _byte, string, _imm) = _io_opcode(code, bits)
     if not string:
         raise EmuError(f"bytes {bytes(code[:15]).hex()} are not INS/OUTS")
@@ -316,6 +343,12 @@ def instruction_exit_reason(code: bytes, bits: int) -> Optional[ExitReason]:
     still fault, and faults exit through the exception bitmap).  MOV CR/DR give
     CR_ACCESS/DR_ACCESS; whether an exit really happens depends on the controls.
     """
+    _check_bits(bits)
+    return _exit_reason_cached(bytes(code[:15]), bits)
+
+
+@lru_cache(maxsize=4096)
+def _exit_reason_cached(code: bytes, bits: int) -> Optional[ExitReason]:
     insn = _insn(code, bits)
     mnemonic = insn.mnemonic.split()[-1]
     if mnemonic == "mov":

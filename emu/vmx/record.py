@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping, Optional, Union
 
 from emu import EmuError
@@ -30,12 +31,19 @@ QUALIFICATION_CODECS = {ExitReason.IO_INSTRUCTION: IoQualification, ExitReason.C
 REGISTER_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags",
                   "cs", "ss", "ds", "es", "fs", "gs", "cr0", "cr2", "cr3", "cr4")
 """Names a register snapshot may use: general registers, EIP, EFLAGS, segment selectors, CR0–CR4 (``Vcpu.regs()`` fits)."""
+_REGISTER_SET = frozenset(REGISTER_NAMES)
 
 
+@lru_cache(maxsize=16384)
 def decode_qualification(reason: ExitReason, qualification: int) -> Optional[Decoded]:
     """The structured qualification for I/O, CR-access and DR-access exits; None for other reasons."""
     codec = QUALIFICATION_CODECS.get(reason)
     return codec.decode(qualification) if codec else None
+
+
+@lru_cache(maxsize=4096)
+def _plain_cached(obj: Any) -> Any:
+    return _plain(obj)
 
 
 def _plain(obj: Any) -> Any:
@@ -75,9 +83,11 @@ class VmExit:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "reason", exit_reason(int(self.reason)))
-        set_(self, "activity", ActivityState.decode(int(self.activity)))
-        if not isinstance(self.qualification, int) or not 0 <= self.qualification <= 0xFFFFFFFF_FFFFFFFF:
+        if type(self.reason) is not ExitReason:
+            set_(self, "reason", exit_reason(int(self.reason)))
+        if type(self.activity) is not ActivityState:
+            set_(self, "activity", ActivityState.decode(int(self.activity)))
+        if type(self.qualification) is not int or not 0 <= self.qualification <= 0xFFFFFFFF_FFFFFFFF:
             raise EmuError(f"exit qualification {self.qualification!r} is not a 64-bit value")
         if not 0 <= self.insn_len <= 15:
             raise EmuError(f"instruction length {self.insn_len} out of range 0..15")
@@ -89,10 +99,11 @@ class VmExit:
         set_(self, "decoded", decoded)
         if self.error_code is not None and (self.interruption is None or not self.interruption.error_code_valid):
             raise EmuError("an error code without interruption information that says it is valid")
-        unknown = set(self.regs) - set(REGISTER_NAMES)
-        if unknown:
+        regs = dict(self.regs)
+        if not _REGISTER_SET.issuperset(regs):
+            unknown = set(regs) - _REGISTER_SET
             raise EmuError(f"unknown registers in the snapshot: {', '.join(sorted(unknown))}")
-        set_(self, "regs", dict(self.regs))
+        set_(self, "regs", regs)
 
     @property
     def reason_field(self) -> int:
@@ -107,9 +118,9 @@ class VmExit:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (numbers as integers, enums by name)."""
         if self.decoded is not None:
-            decoded = _plain(self.decoded)
+            decoded = dict(_plain_cached(self.decoded))
         elif self.interruption is not None:
-            decoded = _plain(self.interruption)
+            decoded = dict(_plain_cached(self.interruption))
         else:
             decoded = None
         return {
