@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import capstone
@@ -272,7 +273,15 @@ def test_interrupt_while_running_then_finish_like_the_free_run() -> None:
     kernel = FIRMWARE / "compute.elf"
     m = _machine(kernel)
     t = MachineTarget(m)
-    fire = threading.Thread(target=lambda: (t.running.wait(10), t.interrupt()))
+    def fire_when_running() -> None:
+        t.running.wait(10)
+        for _ in range(10_000):          # until the guest has really started (the count lives in C memory)
+            if m.cpu.icount > 1000:
+                break
+            time.sleep(0.001)
+        t.interrupt()
+
+    fire = threading.Thread(target=fire_when_running)
     fire.start()
     ev = t.resume(CONT)
     fire.join()
