@@ -266,6 +266,13 @@ def test_registers_and_memory_errors() -> None:
         t.write_memory(1, 0xFFFF_F000, b"\x90")
     kmain = SYMS["kmain"][0]
     assert t.read_memory(1, kmain, 16) == code_bytes(VMX_EXITS, kmain, 16)
+    # a selector the CPU refuses (beyond the GDT limit, or RPL 3 for SS at CPL 0): E01, the guest is unharmed
+    for reg, value in (("cs", 0x1234), ("ss", 0x3), ("ds", 0x8888)):
+        with pytest.raises(RegisterAccessError):
+            t.write_register(1, reg, value)
+    assert t.read_registers(1) == regs
+    assert t.resume(CONT).kind is StopKind.EXITED
+    assert bytes(m.console_bytes) == bytes(_free_run().console_bytes)
 
 
 def test_interrupt_while_running_then_finish_like_the_free_run() -> None:
