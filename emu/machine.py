@@ -308,9 +308,69 @@ class Machine:
         cpu = self.cpu
         return bool(cpu.reg("eflags") & EFLAGS_IF) and not cpu.interrupt_shadow
 
-    def _inject_external(self) -> None:
+    def deliver_pending_interrupt(self) -> Optional[int]:
+        """Deliver the PIC's interrupt if one is pending and the window is open; returns its vector."""
+        if self.pic is None or not self.pic.intr or not self._interrupt_window_open():
+            return None
         vector = self.pic.acknowledge()
         self.deliver(Event(vector, EventKind.EXTERNAL, None, None))
+        return vector
+
+    def advance(self, deadline: Optional[int] = None, yield_on_halt: bool = False) -> Optional[RunResult]:
+        """One turn of the run loop: due timers, a pending interrupt, one vCPU run up to the earlier of
+        ``deadline`` (virtual time) and the next timer, the hand-off of a fault raised in a hook, HLT.
+
+        Returns the guest's end (or EndReason.IDLE when ``yield_on_halt`` and the guest waits in HLT); None when
+        the guest can go on.
+        """
+        cpu = self.cpu
+        clock = self.clock
+        if self.end is not None:
+            return self._finish(self.end.reason, self.end.status, self.end.message)
+        if self.halted:
+            self.halted = False
+            if not self._halt():
+                return self._finish(EndReason.HALTED, 0, self._halt_message())
+        clock.run_due()
+        if self.end is not None:
+            return self._finish(self.end.reason, self.end.status, self.end.message)
+        self.deliver_pending_interrupt()
+        if cpu.shutdown:
+            return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+        target = clock.next_deadline()
+        if target is None:
+            target = 1 << 62
+        if deadline is not None:
+            target = min(target, deadline)
+        if self._window_steps:
+            target = min(target, cpu.vtime + self._window_steps)
+            self._window_steps = 0
+        stop = cpu.run(target)
+        if self._pending is not None:
+            event, icount = self._pending
+            self._pending = None
+            if icount is not None:
+                cpu.st.count = icount
+                cpu.set_reg("eip", event.return_eip)
+            else:
+                event = Event(event.vector, event.kind, event.error_code, cpu.reg("eip"))
+            self.deliver(event)
+            if cpu.shutdown:
+                return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+            return None
+        if stop is Stop.SHUTDOWN:
+            return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+        if self.end is not None:
+            return self._finish(self.end.reason, self.end.status, self.end.message)
+        if stop is Stop.HLT:
+            if yield_on_halt and cpu.reg("eflags") & EFLAGS_IF and clock.next_deadline() is not None:
+                self.halted = True
+                return self._finish(EndReason.IDLE, 0, "halted, waiting for an interrupt")
+            if not self._halt():
+                return self._finish(EndReason.HALTED, 0, self._halt_message())
+        elif stop is Stop.REQUEST and cpu.stop_request == "unexplained stop":
+            return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
+        return None
 
     def run(self, max_insns: Optional[int] = None, yield_on_halt: bool = False) -> RunResult:
         """Run until the guest exits, shuts down, halts for good, or ``max_insns`` retire.
@@ -319,60 +379,14 @@ class Machine:
         host can run other guests meanwhile (a HLT exit); the next run() continues the wait.
         """
         cpu = self.cpu
-        clock = self.clock
         limit = None if max_insns is None else cpu.icount + max_insns
-        if self.halted and self.end is None:
-            self.halted = False
-            if not self._halt():
-                return self._finish(EndReason.HALTED, 0, self._halt_message())
-        while self.end is None:
-            clock.run_due()
-            if self.end is not None:
-                break
-            pending = self.pic is not None and self.pic.intr
-            if pending and self._interrupt_window_open():
-                self._inject_external()
-                if cpu.shutdown:
-                    return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
-                pending = self.pic.intr
-            deadline = clock.next_deadline()
-            if deadline is None:
-                deadline = 1 << 62
-            if limit is not None:
-                deadline = min(deadline, limit + cpu.idle)
-            if self._window_steps:
-                deadline = min(deadline, cpu.vtime + self._window_steps)
-                self._window_steps = 0
-            stop = cpu.run(deadline)
-            if self._pending is not None:
-                event, icount = self._pending
-                self._pending = None
-                if icount is not None:
-                    cpu.st.count = icount
-                    cpu.set_reg("eip", event.return_eip)
-                else:
-                    event = Event(event.vector, event.kind, event.error_code, cpu.reg("eip"))
-                self.deliver(event)
-                if cpu.shutdown:
-                    return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
-                continue
-            if stop is Stop.SHUTDOWN:
-                return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
-            if self.end is not None:
-                break
+        while True:
+            result = self.advance(None if limit is None else limit + cpu.idle, yield_on_halt)
+            if result is not None:
+                return result
             if limit is not None and cpu.icount >= limit:
                 return self._finish(EndReason.MAX_INSNS, EXIT_STATUS_MAX_INSNS,
                                     f"instruction limit reached ({max_insns} instructions)")
-            if stop is Stop.HLT:
-                if yield_on_halt and cpu.reg("eflags") & EFLAGS_IF and self.clock.next_deadline() is not None:
-                    self.halted = True
-                    return self._finish(EndReason.IDLE, 0, "halted, waiting for an interrupt")
-                if not self._halt():
-                    return self._finish(EndReason.HALTED, 0, self._halt_message())
-            elif stop is Stop.REQUEST and cpu.stop_request not in ("interrupt", "end", "event", "window", "redirect", None):
-                if cpu.stop_request == "unexplained stop":
-                    return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
-        return self._finish(self.end.reason, self.end.status, self.end.message)
 
     def _halt_message(self) -> str:
         if not self.cpu.reg("eflags") & EFLAGS_IF:

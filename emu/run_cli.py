@@ -38,6 +38,8 @@ def add_parsers(sub) -> None:
                    help="stop after N guest instructions (exit status 124)")
     p.add_argument("--cmdline", default="", help="multiboot command line given to the kernel")
     p.add_argument("--exits", metavar="FILE.jsonl", default=None, help="write one JSON object per VM exit")
+    p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
+                   help="serve the GDB remote protocol (loopback unless HOST is given); the guest waits for gdb")
     p.set_defaults(func=cmd_run)
 
 
@@ -50,7 +52,11 @@ def cmd_run(args) -> int:
     machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
                                     disks_read_only=args.disk_ro, exits_log=args.exits))
     try:
-        result = machine.run(max_insns=args.max_insns)
+        if args.gdb:
+            from emu.debug.machine_target import run_with_gdb
+            result = run_with_gdb(machine, args.gdb, max_insns=args.max_insns)
+        else:
+            result = machine.run(max_insns=args.max_insns)
     finally:
         sys.stdout.flush()
         machine.close()

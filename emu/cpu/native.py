@@ -112,12 +112,13 @@ class Counter:
         self._new_block = NEW_BLOCK(callback)
         self._lib.icount_set_new_block(self._ptr, ctypes.cast(self._new_block, ctypes.c_void_p))
 
-    def add_stop_check(self, uc, addr: int) -> ctypes.c_size_t:
-        """A C code hook at ``addr`` that honours ``pending_stop`` (see _icount.c)."""
+    def add_stop_check(self, uc, addr: int, end: int | None = None) -> ctypes.c_size_t:
+        """A C code hook on [addr, end] (default: addr only) that honours ``pending_stop`` (see _icount.c)."""
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_CODE,
                                 ctypes.c_void_p(_fnptr(self._lib.icount_stop_check_hook)),
-                                ctypes.c_void_p(self._ptr), ctypes.c_uint64(addr), ctypes.c_uint64(addr))
+                                ctypes.c_void_p(self._ptr), ctypes.c_uint64(addr),
+                                ctypes.c_uint64(addr if end is None else end))
         if err != 0:
             raise EmuError(f"unicorn refused a stop-check hook (error {err})")
         return handle

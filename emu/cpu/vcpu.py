@@ -312,6 +312,13 @@ class Vcpu:
             self.uc.ctl_remove_cache(addr, addr + size)
         return 1 if added else 0
 
+    def add_stop_check_range(self, begin: int, end: int):
+        """Make ``request_stop`` take effect before any instruction in [begin, end] (a C code hook; the debugger's
+        watchpoints use it).  Returns the hook handle for ``uc.hook_del``; translated code is dropped."""
+        handle = self.counter.add_stop_check(self.uc, begin, end)
+        self.flush_code()
+        return handle.value
+
     def _hook_privileged(self, uc, address, size, _user):
         length, mnemonic = self._priv_hooks.get(address & 0xFFFFFFFF, (size, "?"))
         if self.skip_hook_at == address:

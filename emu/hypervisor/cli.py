@@ -15,6 +15,8 @@ def add_parsers(sub) -> None:
     p.add_argument("scenario", metavar="SCENARIO.toml")
     p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
+                   help="serve the GDB remote protocol, one thread per guest (loopback unless HOST is given)")
     p.set_defaults(func=cmd_host)
 
 
@@ -43,7 +45,8 @@ def format_event(e: dict[str, Any]) -> str:
     return f"{head} [{block} {step}] {text}"
 
 
-def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None) -> tuple[int, dict]:
+def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None,
+                 gdb: str | None = None) -> tuple[int, dict]:
     """Run a scenario printing to ``out``; returns (exit status, summary)."""
     from emu.hypervisor.host import Host
     from emu.hypervisor.scenario import load
@@ -59,7 +62,13 @@ def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=
 
     host = Host(scenario, on_event=on_event)
     try:
-        summary = host.run()
+        if gdb:
+            from emu.debug.gdbstub import SessionEnd
+            from emu.debug.machine_target import serve_host
+            end = serve_host(host, gdb)
+            summary = host.run() if end is SessionEnd.DETACHED else host.summary()
+        else:
+            summary = host.run()
     finally:
         host.close()
     if json_out:
@@ -85,5 +94,5 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def cmd_host(args) -> int:
     """`emu host`."""
-    status, _ = run_scenario(args.scenario, json_out=args.json, quiet=args.quiet)
+    status, _ = run_scenario(args.scenario, json_out=args.json, quiet=args.quiet, gdb=args.gdb)
     return status
