@@ -38,7 +38,7 @@ import hashlib
 import zlib
 from typing import Any, Callable, Optional, Protocol
 
-from emu.trace.format import Kind, make_event
+from emu.trace.format import RESERVED, Kind
 
 IO_INSTRUCTION = 30
 """VM-exit basic reason 30, I/O instruction (SDM Vol. 3D Appendix C)."""
@@ -192,7 +192,12 @@ class MachineTap:
             self._deliver(kind, icount, fields)
 
     def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
-        """Observer entry for a machine that reports events itself (``machine.observers``)."""
+        """Observer entry for a machine that reports events itself (``machine.observers``).
+
+        Copies of ``kind``/``icount``/``guest`` inside ``fields`` (a VmExit's JSON form has them) are dropped.
+        """
+        if not RESERVED.isdisjoint(fields):
+            fields = {k: v for k, v in fields.items() if k not in RESERVED}
         self.emit(kind, fields, icount)
 
     def checkpoint(self, icount: int, guest: str, fields: dict) -> None:

@@ -61,6 +61,12 @@ class Divergence:
         if self.expected_after:
             lines.append("  expected next:")
             lines += [f"    {text.describe(r)}" for r in self.expected_after]
+        if (self.expected and self.actual and isinstance(self.expected.get("regs"), dict)
+                and isinstance(self.actual.get("regs"), dict)
+                and self.expected.get("kind") != Kind.CHECKPOINT.value):
+            regs = text.register_differences(self.expected["regs"], self.actual["regs"])
+            lines.append("  registers recorded with the event: " + ("identical" if not regs else ""))
+            lines += [f"    {r}" for r in regs]
         if self.actual_regs is not None and self.expected_regs is not None:
             same_point = self.expected_regs_icount == self.icount
             where = ("at the divergence" if same_point else

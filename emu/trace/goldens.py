@@ -1,0 +1,125 @@
+"""The regression suite of golden traces in ``fixtures/traces/``: which kernels, with which disk, and re-recording.
+
+Every kernel in ``firmware/build/`` has a golden ``fixtures/traces/<kernel>.trace``
+recorded from the repository root (so the multiboot command line is
+``firmware/build/<kernel>.elf``) with the standard reference disk
+(``fixtures/traces/reference.img``, made by ``tools/qemu_ref.make_reference_disk``)
+as primary master, except the kernels in :data:`SKIP` (and why).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from emu import EmuError
+from emu.trace.diff import diff
+from emu.trace.session import RunSpec, record
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+GOLDEN_DIR = "fixtures/traces"
+REFERENCE_DISK = f"{GOLDEN_DIR}/reference.img"
+SKIP = {
+    "compute": "emu-only benchmark kernel (126 M instructions, no I/O to check)",
+    "demo_app": "needs the demo's FAT16 disk and the host scenario (a scenario trace covers it)",
+    "demo_mgmt": "a scenario guest (runs under the host with demo_app)",
+    "net_app": "needs a virtual network peer",
+    "net_mgmt": "needs a virtual network peer",
+    "net_ping": "needs a virtual network echo peer",
+    "net_ring": "needs a virtual network echo peer",
+    "net_regs": "NE2000 probe; runs with the network attached",
+}
+"""Kernels without a golden, and why."""
+MAX_INSNS = 50_000_000
+"""Budget of every golden run (a kernel that stops exiting is cut off, not run forever)."""
+
+
+def _qemu_ref(root: Path):
+    """tools/qemu_ref.py of the checkout (the reference disk's recipe lives there)."""
+    import importlib.util
+    import sys
+
+    name = "emu_tools_qemu_ref"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = root / "tools" / "qemu_ref.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not path.exists():
+        raise EmuError(f"{path} not found (goldens need a source checkout)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def ensure_reference_disk(root: Path = ROOT) -> Path:
+    """Create ``fixtures/traces/reference.img`` with ``tools/qemu_ref.make_reference_disk`` unless present."""
+    path = root / REFERENCE_DISK
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _qemu_ref(root).make_reference_disk(path)
+    return path
+
+
+def kernels(root: Path = ROOT) -> list[str]:
+    """Names of every kernel in firmware/build."""
+    return sorted(p.stem for p in (root / "firmware" / "build").glob("*.elf"))
+
+
+def golden_names(root: Path = ROOT) -> list[str]:
+    """Kernels that have (or should have) a golden trace."""
+    return [k for k in kernels(root) if k not in SKIP]
+
+
+def golden_path(name: str, root: Path = ROOT) -> Path:
+    """Where the golden trace of kernel ``name`` lives."""
+    return root / GOLDEN_DIR / f"{name}.trace"
+
+
+def golden_spec(name: str) -> RunSpec:
+    """How the golden of kernel ``name`` is recorded (paths relative to the repository root)."""
+    return RunSpec(kernel=f"firmware/build/{name}.elf", disks=[REFERENCE_DISK], max_insns=MAX_INSNS)
+
+
+@dataclass
+class Rerecorded:
+    """Outcome of re-recording one golden."""
+
+    name: str
+    status: str            # "new", "unchanged", "changed"
+    report: str
+
+
+def rerecord(name: str, root: Path = ROOT, write: bool = True) -> Rerecorded:
+    """Record kernel ``name`` again; compare with the current golden; replace it when ``write``."""
+    ensure_reference_disk(root)
+    target = golden_path(name, root)
+    fd, tmp = tempfile.mkstemp(prefix=f"{name}-", suffix=".trace", dir=str(target.parent))
+    os.close(fd)
+    try:
+        record(golden_spec(name), tmp, base=root)
+        if not target.exists():
+            status, report = "new", "no previous golden"
+        else:
+            d = diff(target, tmp)
+            status = "unchanged" if d.identical else "changed"
+            report = d.report("old", "new")
+        if write and status != "unchanged":
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return Rerecorded(name, status, report)
+
+
+def stale_goldens(root: Path = ROOT) -> list[Path]:
+    """Golden files whose kernel no longer exists (or is now skipped)."""
+    names = set(golden_names(root))
+    return sorted(p for p in (root / GOLDEN_DIR).glob("*.trace") if p.stem not in names)
+
+
+def missing_goldens(root: Path = ROOT) -> list[str]:
+    """Kernels that should have a golden and have none."""
+    return [n for n in golden_names(root) if not golden_path(n, root).exists()]
