@@ -1,64 +1,48 @@
-"""`emu demo`: the default demo scenario for what is built so far.
+"""`emu demo`: the default demo scenario (``fixtures/demo/scenario.toml``).
 
-It boots the ``cpu_events`` test kernel on the emulated PC (every exception
-delivered, a ring 3 system call), then validates the committed demo disk
-(``fixtures/disks/demo.img``) read-only against its baseline and rules, and
-proves the disk bytes did not change.  The trap-handler scenario (validation
-from a VM exit while a guest runs) replaces it when the host lands.
+Two guests run round-robin: an application guest that writes its FAT16 disk
+by DMA (and tampers with ``/ETC/NET.CFG`` at tick 250) and a management guest
+whose periodic port I/O gives the trap points.  On those VM exits the trap
+handler validates the application guest's disk read-only against its baseline
+whenever it is safe, defers when it is not (IF masked, write in progress, DMA
+active), detects the tampering and restricts the guest.  Exit status 0 when
+that is what happened.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import sys
 from pathlib import Path
 
 from emu import EmuError
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL = ROOT / "firmware" / "build" / "cpu_events.elf"
-DISK = ROOT / "fixtures" / "disks" / "demo.img"
-BASELINE = ROOT / "fixtures" / "disks" / "demo.baseline.json"
+SCENARIO = ROOT / "fixtures" / "demo" / "scenario.toml"
 
 
 def add_parsers(sub) -> None:
     """Register `emu demo`."""
-    p = sub.add_parser("demo", help="run the default demo scenario",
-                       description="Boot the cpu_events kernel (every exception delivered and reported), then "
-                                   "validate the demo disk read-only against its baseline. Exit status 0 when "
-                                   "both behave as expected.")
+    p = sub.add_parser("demo", help="run the default demo scenario (validation from a VM-exit trap)",
+                       description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
+    p.add_argument("--verbose", action="store_true", help="print every trap-handler step (310 ... 370)")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
-    """Run the demo; 0 when the guest ran to its exit and the disk validated clean and unchanged."""
-    from emu.integrity import validate
-    from emu.machine import Machine, MachineConfig
-    from emu.storage.image import DiskImage
+    """Run the demo; 0 when validations passed before the tampering, it was detected and the guest restricted."""
+    from emu.hypervisor.cli import run_scenario
 
-    for path in (KERNEL, DISK, BASELINE):
-        if not path.exists():
-            raise EmuError(f"demo input missing: {path} (run from a source checkout)")
-    out = io.BytesIO()
-    machine = Machine(MachineConfig(kernel=str(KERNEL)), console=lambda b: out.write(bytes((b,))))
-    result = machine.run(max_insns=50_000_000)
-    machine.close()
-    lines = out.getvalue().decode(errors="replace").splitlines()
-    print(f"[guest] booted {KERNEL.name}: {len(lines)} console lines, {result.icount} instructions, {result.message}")
-    for line in lines:
-        if "vector=" in line or line.endswith(":"):
-            print(f"[guest]   {line}")
-    before = hashlib.sha256(DISK.read_bytes()).hexdigest()
-    image = DiskImage(str(DISK), read_only=True)
-    try:
-        findings = validate(image.view(), str(BASELINE))
-    finally:
-        image.close()
-    after = hashlib.sha256(DISK.read_bytes()).hexdigest()
-    summary = "clean" if findings.clean else f"{len(findings)} finding(s): {findings.counts()}"
-    print(f"[monitor] validated {DISK.name} against {BASELINE.name} read-only: {summary}, {findings.checked} files checked")
-    print(f"[monitor] disk sha256 before {before[:16]}… after {after[:16]}… ({'unchanged' if before == after else 'CHANGED'})")
-    ok = result.status == 1 and before == after and findings.clean
-    print("demo:", "ok" if ok else "FAILED")
+    if not SCENARIO.exists():
+        raise EmuError(f"demo scenario missing: {SCENARIO} (run from a source checkout)")
+    if not args.json:
+        print(f"emu demo: {SCENARIO.relative_to(ROOT)} — virtual time (instructions) | guest | event")
+    _status, summary = run_scenario(str(SCENARIO), json_out=args.json, verbose=args.verbose)
+    results = summary["results"]
+    first_dirty = next((i for i, r in enumerate(results) if not r["clean"]), None)
+    ok = (first_dirty is not None and first_dirty > 0 and all(r["clean"] for r in results[:first_dirty])
+          and summary["restricted"] and {"if_masked", "write_in_progress", "dma_active"} <= set(summary["deferrals"]))
+    if not args.json:
+        print("demo:", "ok — clean validations, then the tampering detected and the guest restricted" if ok
+              else "UNEXPECTED outcome (see the summary)")
     sys.stdout.flush()
     return 0 if ok else 1

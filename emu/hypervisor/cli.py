@@ -15,6 +15,7 @@ def add_parsers(sub) -> None:
     p.add_argument("scenario", metavar="SCENARIO.toml")
     p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--verbose", action="store_true", help="print every trap-handler step (310 ... 370)")
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="serve the GDB remote protocol, one thread per guest (loopback unless HOST is given)")
     p.set_defaults(func=cmd_host)
@@ -45,20 +46,64 @@ def format_event(e: dict[str, Any]) -> str:
     return f"{head} [{block} {step}] {text}"
 
 
+ROUTINE_BLOCKS = {310, 340, 350, 355, 360, 370}
+
+
+class Timeline:
+    """Readable timeline: routine steps (310, 340–360, 370) folded away; runs of deferrals with the same
+    reason become one line with a count (``--verbose`` prints every step)."""
+
+    def __init__(self, out, verbose: bool = False):
+        self.out = out
+        self.verbose = verbose
+        self.deferred: tuple[str, int, str] | None = None  # (reason, count, first line)
+        self.last_findings: list[str] | None = None
+
+    def _flush(self) -> None:
+        if self.deferred is not None:
+            reason, count, first = self.deferred
+            print(first + (f"  (x{count} in a row)" if count > 1 else ""), file=self.out)
+            self.deferred = None
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if not self.verbose and e.get("block") in ROUTINE_BLOCKS:
+            return
+        if not self.verbose and e.get("block") == 330:
+            if e.get("safe"):
+                return
+            if self.deferred is not None and self.deferred[0] == e["reason"]:
+                self.deferred = (e["reason"], self.deferred[1] + 1, self.deferred[2])
+                return
+            self._flush()
+            self.deferred = (e["reason"], 1, format_event(e))
+            return
+        self._flush()
+        if not self.verbose and e.get("block") == 410 and not e["clean"]:
+            if e["summary"] == self.last_findings:
+                print(f"{e['icount']:>12} {e['guest']:<6} [410 analysis] same findings as before", file=self.out)
+                return
+            self.last_findings = e["summary"]
+        print(format_event(e), file=self.out)
+
+    def close(self) -> None:
+        self._flush()
+
+
 def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None,
-                 gdb: str | None = None) -> tuple[int, dict]:
+                 gdb: str | None = None, verbose: bool = False) -> tuple[int, dict]:
     """Run a scenario printing to ``out``; returns (exit status, summary)."""
     from emu.hypervisor.host import Host
     from emu.hypervisor.scenario import load
 
     out = out or sys.stdout
     scenario = load(path)
+    timeline = Timeline(out, verbose)
 
     def on_event(e: dict[str, Any]) -> None:
         if json_out:
             print(json.dumps(e, sort_keys=True), file=out)
         elif not quiet:
-            print(format_event(e), file=out)
+            timeline(e)
 
     host = Host(scenario, on_event=on_event)
     try:
@@ -70,6 +115,7 @@ def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=
         else:
             summary = host.run()
     finally:
+        timeline.close()
         host.close()
     if json_out:
         print(json.dumps({"kind": "summary", **summary}, sort_keys=True), file=out)
@@ -94,5 +140,6 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def cmd_host(args) -> int:
     """`emu host`."""
-    status, _ = run_scenario(args.scenario, json_out=args.json, quiet=args.quiet, gdb=args.gdb)
+    status, _ = run_scenario(args.scenario, json_out=args.json, quiet=args.quiet, gdb=args.gdb,
+                             verbose=args.verbose)
     return status
