@@ -1,0 +1,38 @@
+/* Shared part of the disk benchmark kernels bench_dma and bench_pio (tools/bench_disk.py): the primary master's
+ * capacity from IDENTIFY (ATA-6 words 60-61 / 100-103), capped at 16 MiB, and a digest of what was read (FNV-1a
+ * over the first 16 bytes of every sector, cheap enough not to dominate the run). */
+#ifndef FW_KERNELS_BENCH_COMMON_H
+#define FW_KERNELS_BENCH_COMMON_H
+#include "ide.h"
+
+#define BENCH_MAX_SECTORS 32768u        /* 16 MiB */
+#define BENCH_CHUNK 256u                /* sectors per command: 128 KiB */
+
+static uint16_t bench_ident[256];
+
+/* Sectors to read: the disk's capacity, at most 16 MiB; 0 when there is no disk. */
+static inline uint32_t bench_sectors(void)
+{
+    if (!ata_select_master())
+        return 0;
+    outb(ATA_CONTROL, 0);
+    outb(ATA_COMMAND, ATA_CMD_IDENTIFY);
+    if (!(ata_wait_drq() & ATA_DRQ))
+        return 0;
+    insw(ATA_DATA, bench_ident, 256);
+    (void)inb(ATA_STATUS);
+    uint32_t n = bench_ident[100] | ((uint32_t)bench_ident[101] << 16);
+    if (bench_ident[102] || bench_ident[103] || n > BENCH_MAX_SECTORS)
+        n = BENCH_MAX_SECTORS;
+    return n;
+}
+
+static inline uint32_t bench_digest(uint32_t h, const uint8_t *buf, uint32_t sectors)
+{
+    for (uint32_t s = 0; s < sectors; s++)
+        for (uint32_t i = 0; i < 16; i++)
+            h = (h ^ buf[s * 512 + i]) * 16777619u;
+    return h;
+}
+
+#endif
