@@ -21,6 +21,8 @@ from emu.cpu.interrupts import Event, EventKind
 from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
 from emu.devices.bus import PortBus
 from emu.devices.debugport import DebugConsole, DebugExit
+from emu.vmx.monitor import Decision, Inject, Monitor, Outcome
+from emu.vmx.reasons import ExitReason
 
 # Flat GDT like QEMU's multiboot option ROM leaves: 0x10 code, 0x18 data.
 BOOT_GDT_ADDR = 0x500
@@ -48,22 +50,6 @@ def _register_wip(machine: "Machine") -> int:
         return HYPERCALL_EFAULT
     machine.wip_addr = addr
     return 0
-
-
-@dataclass(frozen=True)
-class IoExit:
-    """An I/O instruction exit as the monitor's observers see it (reason 30, SDM Table 28-5 fields)."""
-
-    guest: str
-    icount: int
-    rip: int
-    insn_len: int
-    port: int
-    size: int
-    is_in: bool
-    value: Optional[int]
-    reason: int = 30
-    reason_name: str = "IO_INSTRUCTION"
 
 
 class EndReason(enum.Enum):
@@ -140,9 +126,9 @@ class Machine:
         """Guest-physical address of the guest's write-in-progress word (hypercall leaf 1), if registered."""
         self.denied_ports: set[int] = set()
         """Ports the monitor denied (I/O bitmap restriction): reads give all-ones, writes are dropped."""
-        self.io_exiting = False
-        """Unconditional I/O exiting (VT-x primary control 0x01000000): every IN/OUT notifies ``exit_observers``."""
-        self.exit_observers: list[Callable[["Machine", "IoExit"], None]] = []
+        self.vmx = Monitor(self)
+        """VT-x-like controls, exit handlers and observers (emu.vmx.monitor)."""
+        self._pending_action: Optional[Callable[[], None]] = None
         from emu import platform
         self.platform = platform.build(self, list(config.disks), config.disks_read_only)
         self.pic = self.platform.pic
@@ -161,19 +147,26 @@ class Machine:
         if not cpu.io_permitted(port, size):
             self._fault_at_io(interrupts.GP, 0)
             return cpu.reg("eax") & ((1 << (8 * size)) - 1)  # the IN completes: leave EAX as it was
-        if self.io_exiting:
-            self._io_exit(port, size, True, None)
+        if self.vmx.io_exits(port, size):
+            outcome = self._io_exit()
+            if outcome is not None and outcome is not Decision.EMULATE and outcome is not Decision.STOP:
+                return cpu.reg("eax") & ((1 << (8 * size)) - 1)   # skipped or replaced by an event
         if port in self.denied_ports:
             return (1 << (8 * size)) - 1
         return self.bus.read(port, size)
 
-    def _io_exit(self, port: int, size: int, is_in: bool, value: Optional[int]) -> None:
-        """An I/O instruction VM exit: the guest is suspended while every observer runs (patent block 310)."""
-        site = self.cpu.io_site
-        event = IoExit(self.name, site.icount if site else self.cpu.vtime, site.pc if site else 0,
-                       site.length if site else 0, port, size, is_in, value)
-        for observer in list(self.exit_observers):
-            observer(self, event)
+    def _io_exit(self) -> Outcome:
+        """An I/O instruction VM exit (reason 30): the guest is suspended while observers and the handler run."""
+        cpu = self.cpu
+        site = cpu.io_site
+        if site is None:
+            return None
+        outcome = self.vmx.exit(self.vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION))
+        if isinstance(outcome, Inject):
+            self._fault_at_io(outcome.vector, outcome.error_code)
+        elif outcome is Decision.STOP:
+            cpu.request_stop("vmexit")
+        return outcome
 
     def _fault_at_io(self, vector: int, error_code: Optional[int]) -> None:
         """Raise a fault at the I/O instruction a hook runs for (delivered once the run stops)."""
@@ -208,8 +201,10 @@ class Machine:
         if not cpu.io_permitted(port, size):
             self._fault_at_io(interrupts.GP, 0)
             return
-        if self.io_exiting:
-            self._io_exit(port, size, False, value)
+        if self.vmx.io_exits(port, size):
+            outcome = self._io_exit()
+            if outcome is not None and outcome is not Decision.EMULATE and outcome is not Decision.STOP:
+                return
         if port not in self.denied_ports:
             self.bus.write(port, size, value)
         if self.end is not None:

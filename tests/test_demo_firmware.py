@@ -281,8 +281,11 @@ def test_demo_mgmt_gives_port_0x80_trap_points() -> None:
 
     machine = Machine(MachineConfig(kernel=str(MGMT), cmdline="iterations=20 heartbeat=10 chunks=8 work=400"))
     outs: list[int] = []
-    machine.io_exiting = True
-    machine.exit_observers.append(lambda m, e: outs.append(e.icount) if e.port == 0x80 and not e.is_in else None)
+    from emu.vmx.controls import PrimaryControls
+    from emu.vmx.qualification import IoDirection
+    machine.vmx.controls.primary |= PrimaryControls.UNCONDITIONAL_IO
+    machine.vmx.observers.append(
+        lambda e: outs.append(e.icount) if e.decoded.port == 0x80 and e.decoded.direction is IoDirection.OUT else None)
     try:
         result = machine.run()
     finally:

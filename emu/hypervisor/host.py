@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from emu.hypervisor.scenario import RestrictionSpec, Scenario
 from emu.hypervisor.trap import TrapEvent, TrapHandler
 from emu.machine import EndReason, Machine, MachineConfig, RunResult
+from emu.vmx.controls import PrimaryControls
 
 
 @dataclass
@@ -62,8 +63,13 @@ class Host:
             self.machines[spec.name] = machine
         self.trap = TrapHandler(self, scenario, self._emit_trap)
         trapper = self.machines[scenario.trap.guest]
-        trapper.io_exiting = "IO_INSTRUCTION" in scenario.trap.reasons
-        trapper.exit_observers.append(self.trap.on_exit)
+        if "IO_INSTRUCTION" in scenario.trap.reasons:
+            trapper.vmx.controls.primary |= PrimaryControls.UNCONDITIONAL_IO
+        if "HLT" in scenario.trap.reasons:
+            trapper.vmx.controls.primary |= PrimaryControls.HLT
+        if "RDTSC" in scenario.trap.reasons:
+            trapper.vmx.controls.primary |= PrimaryControls.RDTSC
+        trapper.vmx.observers.append(lambda record: self.trap.on_exit(trapper, record))
 
     # --- plumbing -------------------------------------------------------------
     def _console_sink(self, name: str, state: GuestState) -> Callable[[int], None]:

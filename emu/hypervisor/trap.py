@@ -102,7 +102,7 @@ class TrapHandler:
     # --- 310 --------------------------------------------------------------
     def on_exit(self, machine, exit_) -> None:
         """Block 310: a chosen exit of the trapping guest enters the handler (the guest is suspended)."""
-        if exit_.reason_name not in self.scenario.trap.reasons:
+        if exit_.reason.name not in self.scenario.trap.reasons:
             return
         target = self.host.machines[self.scenario.trap.validate]
         if target.end is not None:
@@ -113,7 +113,7 @@ class TrapHandler:
         if not self._elapsed(now_ns):
             return
         self.emit(TrapEvent(Block.TRAP, machine.name, exit_.icount,
-                            {"reason": exit_.reason_name, "port": getattr(exit_, "port", None), "rip": exit_.rip,
+                            {"reason": exit_.reason.name, "port": getattr(exit_.decoded, "port", None), "rip": exit_.rip,
                              "exit_number": self.trapped, "host_ns": now_ns}))
         unsafe = safety(target)
         if unsafe is not None:
