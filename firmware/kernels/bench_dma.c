@@ -1,4 +1,4 @@
-/* bench_dma: reads the primary master (up to 16 MiB) by READ DMA EXT in 128 KiB commands (two 64 KiB PRDs), waiting
+/* bench_dma: reads the primary master (up to 16 MiB) by READ DMA (LBA28) in 128 KiB commands (two 64 KiB PRDs), waiting
  * for each with sti/hlt on IRQ 14, and prints the sector count and a digest. tools/bench_disk.py times it on a
  * 16 MiB disk (MiB of guest data per host second); on the 1 MiB reference disk it is compared with QEMU. */
 #include "bench_common.h"
@@ -43,8 +43,8 @@ void kmain(struct multiboot_info *mbi)
         PRD_TABLE[1].base = (uint32_t)BUF + 0x10000;
         PRD_TABLE[1].count = ((bytes - 0x10000) & 0xFFFF) | PRD_EOT;
         uint32_t before = irqs;
-        ata_lba48(lba, 0, (uint16_t)n);
-        outb(ATA_COMMAND, ATA_CMD_READ_DMA_EXT);
+        ata_lba28(lba, (uint8_t)n);             /* count 256 is written as 0 */
+        outb(ATA_COMMAND, ATA_CMD_READ_DMA);
         outb((uint16_t)(bm + BMIC), BMIC_START | BMIC_READ);
         for (uint32_t i = 0; irqs == before && i < 100000; i++) {
             sti_hlt();
@@ -61,6 +61,6 @@ void kmain(struct multiboot_info *mbi)
         h = bench_digest(h, BUF, n);
         commands++;
     }
-    printf("bench_dma: %u sectors in %u READ DMA EXT commands, %u errors, digest %08x\n", total, commands, errors, h);
+    printf("bench_dma: %u sectors in %u READ DMA commands, %u errors, digest %08x\n", total, commands, errors, h);
     exit(0);
 }
