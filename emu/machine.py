@@ -21,7 +21,10 @@ from emu.cpu.interrupts import Event, EventKind
 from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
 from emu.devices.bus import PortBus
 from emu.devices.debugport import DebugConsole, DebugExit
+from emu.vmx.controls import PrimaryControls
+from emu.vmx.cpuid import cpuid as cpuid_model
 from emu.vmx.monitor import Decision, Inject, Monitor, Outcome
+from emu.vmx.qualification import InterruptionType
 from emu.vmx.reasons import ExitReason
 
 # Flat GDT like QEMU's multiboot option ROM leaves: 0x10 code, 0x18 data.
@@ -117,7 +120,8 @@ class Machine:
         self.cpu.on_interrupt = self._on_cpu_exception
         self.cpu.on_invalid = self._on_invalid
         self.cpu.on_privileged = self._on_privileged
-        self.cpu.on_rdtsc = self.clock.tsc
+        self.cpu.on_rdtsc = self._rdtsc
+        self.cpu.on_cpuid = self._cpuid
         self._window_steps = 0
         self.halted = False
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {HYPERCALL_REGISTER_WIP: _register_wip}
@@ -168,6 +172,37 @@ class Machine:
             cpu.request_stop("vmexit")
         return outcome
 
+    def _site_exit(self, reason: ExitReason) -> Outcome:
+        """An exit for the instruction an instruction hook runs for (CPUID, RDTSC)."""
+        site = self.cpu.io_site
+        if site is None:
+            return None
+        outcome = self.vmx.exit(self.vmx.instruction_exit(site.pc, site.icount, reason))
+        if isinstance(outcome, Inject):
+            self._fault_at_io(outcome.vector, outcome.error_code)
+        elif outcome is Decision.STOP:
+            self.cpu.request_stop("vmexit")
+        return outcome
+
+    def _cpuid(self) -> bool:
+        """CPUID always exits (SDM §26.1.2); the default handler answers from the documented model."""
+        outcome = self._site_exit(ExitReason.CPUID)
+        if outcome is None or outcome is Decision.EMULATE or outcome is Decision.STOP:
+            cpu = self.cpu
+            values = cpuid_model(cpu.reg("eax"), cpu.reg("ecx"))
+            for name, value in zip(("eax", "ebx", "ecx", "edx"), values):
+                cpu.set_reg(name, value)
+        return True
+
+    def _rdtsc(self) -> int:
+        """The virtual TSC; an exit first when RDTSC exiting is on (a SKIP leaves EDX:EAX as they were)."""
+        if self.vmx.rdtsc_exits:
+            outcome = self._site_exit(ExitReason.RDTSC)
+            if outcome is Decision.SKIP or isinstance(outcome, Inject):
+                cpu = self.cpu
+                return cpu.reg("edx") << 32 | cpu.reg("eax")
+        return self.vmx.msrs.tsc()
+
     def _fault_at_io(self, vector: int, error_code: Optional[int]) -> None:
         """Raise a fault at the I/O instruction a hook runs for (delivered once the run stops)."""
         cpu = self.cpu
@@ -194,6 +229,83 @@ class Machine:
             return
         if cpu.protected and cpu.cpl > 0 and mnemonic != "hlt":
             self._pending = (Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")), None)
+            cpu.request_stop("event")
+            return
+        if mnemonic in ("rdmsr", "wrmsr"):
+            self._msr_exit(pc, mnemonic == "wrmsr")
+        elif mnemonic == "invlpg" and self.vmx.invlpg_exits:
+            self._native_exit(pc, ExitReason.INVLPG)
+        elif mnemonic in ("mov", "clts", "lmsw") and (self.vmx.listening or self.vmx.handlers):
+            self._cr_exit(pc)
+
+    def _native_exit(self, pc: int, reason: ExitReason) -> None:
+        """An exit whose default emulation is the instruction itself (Unicorn executes it after the hook)."""
+        outcome = self.vmx.exit(self.vmx.instruction_exit(pc, self.cpu.exact_icount_at(pc), reason))
+        self._apply_before(pc, outcome, None)
+
+    def _cr_exit(self, pc: int) -> None:
+        """MOV CR / CLTS / LMSW: an exit when the controls say so (CR3-load/store exiting, CR0/CR4 masks)."""
+        from emu.vmx.controls import cr_access_exits
+        cpu = self.cpu
+        record = self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), ExitReason.CR_ACCESS)
+        q = record.decoded
+        if q is None:
+            return
+        value = None
+        if q.access_type.name == "MOV_TO_CR":
+            value = cpu.reg(("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")[q.register])
+        if not cr_access_exits(self.vmx.controls, q, value):
+            return
+        self._apply_before(pc, self.vmx.exit(record), None)
+
+    def _msr_exit(self, pc: int, write: bool) -> None:
+        """RDMSR/WRMSR: an exit unless the MSR bitmap says no; the default handler uses the MSR file."""
+        cpu = self.cpu
+        msr = cpu.reg("ecx")
+        if not self.vmx.msr_exits(msr, write):
+            return
+        reason = ExitReason.WRMSR if write else ExitReason.RDMSR
+        outcome = self.vmx.exit(self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), reason))
+
+        def emulate() -> None:
+            if write:
+                result = self.vmx.msrs.write(msr, cpu.reg("edx") << 32 | cpu.reg("eax"))
+            else:
+                result = self.vmx.msrs.read(msr)
+            if not result.ok:
+                self.deliver(Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")))
+                return
+            if not write:
+                cpu.set_reg("eax", result.eax)
+                cpu.set_reg("edx", result.edx)
+            cpu.set_reg("eip", cpu.reg("eip") + 2)
+            cpu.st.count += 1
+        self._apply_before(pc, outcome, emulate)
+
+    def _apply_before(self, pc: int, outcome: Outcome, emulate: Optional[Callable[[], None]]) -> None:
+        """Apply a decision taken in a code hook BEFORE the instruction at ``pc``.
+
+        ``emulate`` None means the instruction itself is the emulation (let Unicorn run it)."""
+        cpu = self.cpu
+        if outcome is None or outcome is Decision.EMULATE or outcome is Decision.STOP:
+            if emulate is not None:
+                self._pending_action = emulate
+                cpu.request_stop("vmexit-emulate")
+            elif outcome is Decision.STOP:
+                cpu.skip_hook_at = pc
+                cpu.request_stop("vmexit")
+            return
+        if outcome is Decision.SKIP:
+            length = self.vmx.history[-1].insn_len
+
+            def skip() -> None:
+                cpu.set_reg("eip", cpu.reg("eip") + length)
+                cpu.st.count += 1
+            self._pending_action = skip
+            cpu.request_stop("vmexit-emulate")
+        elif isinstance(outcome, Inject):
+            self._pending = (Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip")),
+                             None)
             cpu.request_stop("event")
 
     def _out(self, port: int, size: int, value: int) -> None:
@@ -264,6 +376,20 @@ class Machine:
         else:
             error = raw.u32(off.error_code) if intno in interrupts.HAS_ERROR_CODE else None
             event = Event(intno, EventKind.HARDWARE_EXCEPTION, error, cpu.reg("eip"))
+        vmx = self.vmx
+        kind = InterruptionType(int(event.kind))
+        if event.kind is not EventKind.SOFTWARE_INTERRUPT and vmx.exception_exits(intno, event.error_code, kind):
+            rip = event.insn_eip if event.insn_eip is not None else event.return_eip
+            insn_len = (event.return_eip - event.insn_eip) if event.insn_eip is not None else 0
+            record = vmx.event_exit(intno, kind, event.error_code, cpu.icount - (1 if insn_len else 0), rip,
+                                    insn_len, cpu.reg("cr2") if intno == interrupts.PF else 0)
+            outcome = vmx.exit(record)
+            if outcome is Decision.SKIP and event.kind is EventKind.SOFTWARE_EXCEPTION:
+                return  # resume after INT3/INTO without delivering
+            if isinstance(outcome, Inject):
+                event = Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, rip)
+            if outcome is Decision.STOP:
+                cpu.request_stop("vmexit")
         self.deliver(event)
 
     def _on_invalid(self, cpu: Vcpu) -> bool:
@@ -274,7 +400,15 @@ class Machine:
             code = cpu.read_virt(pc, 3)
         except Exception:
             code = b""
-        if code == b"\x0f\x01\xc1" and self.vmcall():
+        if code == b"\x0f\x01\xc1":
+            outcome = self.vmx.exit(self.vmx.instruction_exit(pc, cpu.icount, ExitReason.VMCALL))
+            if isinstance(outcome, Inject):
+                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip")))
+                return True
+            if outcome is not Decision.SKIP:
+                self.vmcall()
+            if outcome is Decision.STOP:
+                cpu.request_stop("vmexit")
             cpu.set_reg("eip", cpu.reg("eip") + 3)
             cpu.st.count += 1
             return True
@@ -296,6 +430,7 @@ class Machine:
         """Deliver an interrupt or exception to the guest; a triple fault shuts it down."""
         reason = interrupts.deliver(self.cpu, event)
         if reason:
+            self.vmx.exit(self.vmx.plain_exit(ExitReason.TRIPLE_FAULT, self.cpu.icount))
             self.cpu.triple_fault(reason)
 
     # --- the run loop ----------------------------------------------------------
@@ -308,6 +443,12 @@ class Machine:
         if self.pic is None or not self.pic.intr or not self._interrupt_window_open():
             return None
         vector = self.pic.acknowledge()
+        if self.vmx.external_interrupt_exits:
+            outcome = self.vmx.exit(self.vmx.event_exit(vector, InterruptionType.EXTERNAL_INTERRUPT, None,
+                                                        self.cpu.icount, self.cpu.reg("eip")))
+            if isinstance(outcome, Inject):
+                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, None))
+                return outcome.vector
         self.deliver(Event(vector, EventKind.EXTERNAL, None, None))
         return vector
 
@@ -329,6 +470,12 @@ class Machine:
         clock.run_due()
         if self.end is not None:
             return self._finish(self.end.reason, self.end.status, self.end.message)
+        vmx = self.vmx
+        if vmx.interrupt_window_exits and self._interrupt_window_open():
+            outcome = vmx.exit(vmx.plain_exit(ExitReason.INTERRUPT_WINDOW, cpu.icount))
+            if outcome is None or outcome is Decision.EMULATE:
+                # default: the window is open, stop asking (a VMM clears the control when it injects)
+                vmx.controls.primary &= ~PrimaryControls.INTERRUPT_WINDOW
         self.deliver_pending_interrupt()
         if cpu.shutdown:
             return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
@@ -340,7 +487,16 @@ class Machine:
         if self._window_steps:
             target = min(target, cpu.vtime + self._window_steps)
             self._window_steps = 0
+        mtf = vmx.monitor_trap_flag
+        if mtf:
+            target = min(target, cpu.vtime + 1)
+        before = cpu.icount
         stop = cpu.run(target)
+        if self._pending_action is not None:
+            action, self._pending_action = self._pending_action, None
+            action()
+        if mtf and cpu.icount > before and not cpu.shutdown:
+            vmx.exit(vmx.plain_exit(ExitReason.MONITOR_TRAP_FLAG, cpu.icount))
         if self._pending is not None:
             event, icount = self._pending
             self._pending = None
@@ -357,12 +513,24 @@ class Machine:
             return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
         if self.end is not None:
             return self._finish(self.end.reason, self.end.status, self.end.message)
+        if stop is Stop.HLT and vmx.hlt_exits:
+            cs_base = cpu.context().u64(cpu.offsets.cs_base)
+            record = vmx.instruction_exit((cpu.linear_pc() - 1) & 0xFFFFFFFF, cpu.icount - 1, ExitReason.HLT)
+            outcome = vmx.exit(record)
+            _ = cs_base
+            if outcome is Decision.SKIP:
+                return None
+            if outcome is Decision.STOP:
+                self.halted = True
+                return self._finish(EndReason.STOPPED, 0, "stopped at a HLT exit")
         if stop is Stop.HLT:
             if yield_on_halt and cpu.reg("eflags") & EFLAGS_IF and clock.next_deadline() is not None:
                 self.halted = True
                 return self._finish(EndReason.IDLE, 0, "halted, waiting for an interrupt")
             if not self._halt():
                 return self._finish(EndReason.HALTED, 0, self._halt_message())
+        elif stop is Stop.REQUEST and cpu.stop_request == "vmexit":
+            return self._finish(EndReason.STOPPED, 0, "stopped by a VM-exit handler")
         elif stop is Stop.REQUEST and cpu.stop_request == "unexplained stop":
             return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
         return None
@@ -415,7 +583,7 @@ class Machine:
     def _finish(self, reason: EndReason, status: int, message: str) -> RunResult:
         """The result of this run; the guest's end (all but the budget) is kept in ``self.end``."""
         result = RunResult(reason, status, message, self.cpu.icount)
-        if reason not in (EndReason.MAX_INSNS, EndReason.IDLE):
+        if reason not in (EndReason.MAX_INSNS, EndReason.IDLE, EndReason.STOPPED):
             self.end = result
         return result
 

@@ -37,7 +37,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-insns", type=_positive, default=None, metavar="N",
                    help="stop after N guest instructions (exit status 124)")
     p.add_argument("--cmdline", default="", help="multiboot command line given to the kernel")
-    p.add_argument("--exits", metavar="FILE.jsonl", default=None, help="write one JSON object per VM exit")
+    p.add_argument("--exits", metavar="FILE.jsonl", default=None,
+                   help="write one JSON object per VM exit; turns on unconditional I/O, HLT, INVLPG, CR3-load/store "
+                        "and RDTSC exiting and sets every exception-bitmap bit (CPUID, RDMSR/WRMSR, VMCALL and "
+                        "triple faults always exit); the guest behaves the same")
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="serve the GDB remote protocol (loopback unless HOST is given); the guest waits for gdb")
     p.set_defaults(func=cmd_run)
@@ -51,6 +54,8 @@ def cmd_run(args) -> int:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
     machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
                                     disks_read_only=args.disk_ro, exits_log=args.exits))
+    if args.exits:
+        log_exits(machine, args.exits)
     try:
         if args.gdb:
             from emu.debug.machine_target import run_with_gdb
@@ -63,3 +68,21 @@ def cmd_run(args) -> int:
     if result.reason.value != "debug-exit":
         print(f"emu: {result.message}", file=sys.stderr)
     return result.status
+
+
+LOGGING_CONTROLS = ("UNCONDITIONAL_IO", "HLT", "INVLPG", "CR3_LOAD", "CR3_STORE", "RDTSC")
+
+
+def log_exits(machine, path: str) -> None:
+    """Turn on the logging controls and write every exit of ``machine`` to ``path`` as JSON lines."""
+    from emu.vmx.controls import PrimaryControls
+
+    try:
+        out = open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise EmuError(f"cannot write exits log {path}: {exc.strerror}") from None
+    for name in LOGGING_CONTROLS:
+        machine.vmx.controls.primary |= PrimaryControls[name]
+    machine.vmx.controls.exception_bitmap = 0xFFFFFFFF
+    machine.vmx.observers.append(lambda record: out.write(record.to_json() + "\n"))
+    machine._closers.append(out.close)

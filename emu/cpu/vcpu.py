@@ -126,6 +126,9 @@ class Vcpu:
         self._priv_hooks: dict[int, tuple[int, str]] = {}
         self.counter.on_new_block(self._scan_block)
         self.on_rdtsc: Callable[[], int] = lambda: self.vtime
+        self.on_cpuid: Callable[[], bool] = lambda: False
+        """CPUID hook: True when it wrote EAX..EDX itself (the native CPUID is skipped)."""
+        self.uc.hook_add(UC_HOOK_INSN, self._hook_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         self._rdtsc_cb = RDTSC_HOOK(self._hook_rdtsc)
         handle = ctypes.c_size_t()
         err = uclib.uc_hook_add(self._uch, ctypes.byref(handle), UC_HOOK_INSN, self._rdtsc_cb, None,
@@ -377,6 +380,17 @@ class Vcpu:
         finally:
             self.io_site = None
         return 1
+
+    def _hook_cpuid(self, _uc, _user) -> int:
+        self.io_site = self._locate_io()
+        try:
+            return 1 if self.on_cpuid() else 0
+        except Exception as exc:
+            self._hook_error = exc
+            self.request_stop("error")
+            return 1
+        finally:
+            self.io_site = None
 
     def _hook_in(self, uc, port, size, _user):
         self.io_site = self._locate_io()
