@@ -139,6 +139,31 @@ def digest_fields(machine) -> dict:
             "vtime": cpu.vtime, "idle": cpu.idle}
 
 
+_STRING_IO = {"insb": True, "insw": True, "insd": True, "outsb": False, "outsw": False, "outsd": False}
+
+
+def string_site(cpu, is_in: bool):
+    """The REP/string I/O instruction of the current block, for the hooks the vCPU cannot locate.
+
+    ``Vcpu._locate_io`` knows IN/OUT/INS/OUTS by capstone mnemonic, and capstone names REP forms
+    ``rep outsb`` …, so their hooks come without a site.  The block holding the string instruction
+    (the first iteration runs inside the block, later ones in a block of their own) is decoded here.
+    """
+    from emu.cpu import decode
+    from emu.cpu.vcpu import IoSite
+
+    st = cpu.st
+    if not st.block_size:
+        return None
+    code = cpu._block_code()
+    if not code:
+        return None
+    for index, (start, length, mnemonic, _ops) in enumerate(decode._CS[cpu.code_bits()].disasm_lite(code, 0)):
+        if _STRING_IO.get(mnemonic.split()[-1]) is is_in:
+            return IoSite((st.block_addr + start) & 0xFFFFFFFF, length, st.block_entry + index)
+    return None
+
+
 class TracedBacking:
     """A drive's disk seen through the tap: every sector read and write becomes a ``disk_io`` event."""
 
@@ -178,6 +203,7 @@ class MachineTap:
         self.next_checkpoint = checkpoint_every
         self.machine_reports = isinstance(getattr(machine, "observers", None), list)
         self._stack: list[list[tuple[str, int, dict]]] = []
+        self._icounts: list[int] = []
         self._finished = False
         self._install()
 
@@ -185,11 +211,15 @@ class MachineTap:
     def emit(self, kind: str, fields: dict, icount: Optional[int] = None) -> None:
         """Record an event now (or after the event being handled, when nested)."""
         if icount is None:
-            icount = guest_icount(self.machine)
+            icount = self.now()
         if self._stack:
             self._stack[-1].append((kind, icount, fields))
         else:
             self._deliver(kind, icount, fields)
+
+    def now(self) -> int:
+        """The icount of the event being handled (an I/O exit's), else the exact count now."""
+        return self._icounts[-1] if self._icounts else guest_icount(self.machine)
 
     def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
         """Observer entry for a machine that reports events itself (``machine.observers``).
@@ -211,13 +241,17 @@ class MachineTap:
         self.observer.on_event(kind, icount, self.guest, fields)
 
     def _nested(self, call: Callable[[], Any], describe: Callable[[Any], Optional[tuple[str, dict]]],
-                icount: int) -> Any:
-        """Run ``call``; record describe(result) first, then the events it caused."""
+                icount: Optional[int] = None) -> Any:
+        """Run ``call``; record describe(result) first, then the events it caused (at the same icount)."""
+        if icount is None:
+            icount = self.now()
         self._stack.append([])
+        self._icounts.append(icount)
         try:
             result = call()
         finally:
             inner = self._stack.pop()
+            self._icounts.pop()
         event = describe(result)
         if event is not None:
             self.emit(event[0], event[1], icount)
@@ -258,7 +292,7 @@ class MachineTap:
         codes: dict[int, bytes] = {}
 
         def site_fields(port: int, size: int, is_in: bool) -> tuple[dict, int]:
-            site = cpu.io_site
+            site = cpu.io_site or string_site(cpu, is_in)
             if site is None:
                 return {"reason": IO_INSTRUCTION, "reason_name": "IO_INSTRUCTION",
                         "qualification": io_qualification(port, size, is_in, b""), "rip": None, "insn_len": None,
@@ -303,7 +337,7 @@ class MachineTap:
         deliver = m.deliver
 
         def traced_deliver(event) -> None:
-            icount = guest_icount(m)
+            icount = self.now()
             fields = {"vector": event.vector, "type": event.kind.name.lower(), "error_code": event.error_code,
                       "return_eip": event.return_eip}
 
@@ -338,7 +372,7 @@ class MachineTap:
                 if s.status & DRQ and s.end_transfer is not Xfer.SECTOR_WRITE and s.data_end:
                     fields["data_crc32"] = zlib.crc32(bytes(s.io_buffer[:s.data_end]))
                 return Kind.ATA_COMMAND.value, fields
-            self._nested(lambda: command(val), describe, guest_icount(self.machine))
+            self._nested(lambda: command(val), describe)
         ch._command = traced_command
 
     def _wrap_engine(self, engine) -> None:
@@ -363,7 +397,7 @@ class MachineTap:
                 fields["bmis"] = s.status
                 fields["ata_status"] = drive.st.status
                 return Kind.DMA_START.value, fields
-            return self._nested(begin, describe, guest_icount(self.machine))
+            return self._nested(begin, describe)
 
         def traced_step() -> None:
             if not s.in_flight or s.sg_index + 1 < len(s.sg):
@@ -379,7 +413,7 @@ class MachineTap:
                           "bytes": total, "crc32": zlib.crc32(data[:total]), "bmis": s.status,
                           "ata_status": drive.st.status, "ata_error": drive.st.error}
                 return Kind.DMA_COMPLETE.value, fields
-            return self._nested(step, describe, guest_icount(self.machine))
+            return self._nested(step, describe)
 
         engine._begin = traced_begin
         engine._step = traced_step

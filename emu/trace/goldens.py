@@ -67,9 +67,22 @@ def kernels(root: Path = ROOT) -> list[str]:
     return sorted(p.stem for p in (root / "firmware" / "build").glob("*.elf"))
 
 
+BENCHMARK_PREFIX = "bench_"
+"""Benchmark kernels (``bench_*``: long, timed by tools/) have no golden either."""
+
+
+def skip_reason(name: str) -> str | None:
+    """Why kernel ``name`` has no golden, or None when it should have one."""
+    if name in SKIP:
+        return SKIP[name]
+    if name.startswith(BENCHMARK_PREFIX):
+        return "benchmark kernel (timed by tools/, not a regression trace)"
+    return None
+
+
 def golden_names(root: Path = ROOT) -> list[str]:
     """Kernels that have (or should have) a golden trace."""
-    return [k for k in kernels(root) if k not in SKIP]
+    return [k for k in kernels(root) if skip_reason(k) is None]
 
 
 def golden_path(name: str, root: Path = ROOT) -> Path:

@@ -1,0 +1,57 @@
+"""The regression suite: every golden trace in fixtures/traces/ replays event for event on this emulator."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from emu.trace import goldens
+from emu.trace.replay import replay
+from emu.trace.session import record
+
+ROOT = goldens.ROOT
+GOLDEN_FILES = sorted((ROOT / goldens.GOLDEN_DIR).glob("*.trace"))
+
+
+def test_there_are_goldens():
+    assert len(GOLDEN_FILES) >= 5
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
+def test_golden_replays(path):
+    result = replay(path, base=ROOT)
+    assert result.ok, ("golden trace diverged; if the change is intended run `python tools/rerecord_goldens.py "
+                       f"{path.stem}` and review its output\n" + result.report())
+
+
+def _tracked_kernels() -> list[str]:
+    if shutil.which("git") is None:
+        pytest.skip("needs git to list the committed kernels")
+    out = subprocess.run(["git", "ls-files", "firmware/build/*.elf"], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout")
+    return sorted(Path(line).stem for line in out.stdout.split())
+
+
+def test_every_committed_kernel_has_a_golden():
+    missing = [k for k in _tracked_kernels()
+               if goldens.skip_reason(k) is None and not goldens.golden_path(k).exists()]
+    assert not missing, f"no golden trace for {missing}: run `python tools/rerecord_goldens.py {' '.join(missing)}`"
+
+
+def test_no_stale_goldens():
+    assert goldens.stale_goldens() == []
+
+
+def test_reference_disk_is_qemu_refs_recipe(tmp_path):
+    module = goldens._qemu_ref(ROOT)
+    module.make_reference_disk(tmp_path / "ref.img")
+    assert (ROOT / goldens.REFERENCE_DISK).read_bytes() == (tmp_path / "ref.img").read_bytes()
+
+
+def test_rerecording_a_golden_gives_the_same_bytes(tmp_path):
+    path = goldens.golden_path("hello")
+    record(goldens.golden_spec("hello"), tmp_path / "hello.trace", base=ROOT)
+    assert (tmp_path / "hello.trace").read_bytes() == path.read_bytes()
