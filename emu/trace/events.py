@@ -339,7 +339,7 @@ class MachineTap:
         def traced_deliver(event) -> None:
             icount = self.now()
             fields = {"vector": event.vector, "type": event.kind.name.lower(), "error_code": event.error_code,
-                      "return_eip": event.return_eip}
+                      "return_eip": event.return_eip, "vtime": m.cpu.vtime}
 
             def describe(_r):
                 shutdown = m.cpu.shutdown
@@ -410,7 +410,7 @@ class MachineTap:
 
             def describe(_r):
                 fields = {"channel": engine.index, "unit": unit, "direction": "write" if is_write else "read",
-                          "bytes": total, "crc32": zlib.crc32(data[:total]), "bmis": s.status,
+                          "vtime": self.machine.cpu.vtime, "bytes": total, "crc32": zlib.crc32(data[:total]), "bmis": s.status,
                           "ata_status": drive.st.status, "ata_error": drive.st.error}
                 return Kind.DMA_COMPLETE.value, fields
             return self._nested(step, describe)
