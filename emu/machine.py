@@ -495,8 +495,6 @@ class Machine:
         if self._pending_action is not None:
             action, self._pending_action = self._pending_action, None
             action()
-        if mtf and cpu.icount > before and not cpu.shutdown:
-            vmx.exit(vmx.plain_exit(ExitReason.MONITOR_TRAP_FLAG, cpu.icount))
         if self._pending is not None:
             event, icount = self._pending
             self._pending = None
@@ -509,6 +507,8 @@ class Machine:
             if cpu.shutdown:
                 return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
             return None
+        if mtf and cpu.icount > before and not cpu.shutdown:
+            vmx.exit(vmx.plain_exit(ExitReason.MONITOR_TRAP_FLAG, cpu.icount))
         if stop is Stop.SHUTDOWN:
             return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
         if self.end is not None:

@@ -49,7 +49,7 @@ def io_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, int], ...]:
     """(offset, instruction index, length) of each instruction with a Unicorn instruction hook in a block."""
     sites = []
     for index, (start, size, mnemonic, _ops) in enumerate(_CS[bits].disasm_lite(code, 0)):
-        if mnemonic in HOOKED_MNEMONICS:
+        if mnemonic.split()[-1] in HOOKED_MNEMONICS:   # "rep insd" → "insd"
             sites.append((start, index, size))
     return tuple(sites)
 
@@ -70,6 +70,7 @@ def sensitive_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, str, s
     """
     out = []
     for start, size, mnemonic, ops in _CS[bits].disasm_lite(code, 0):
+        mnemonic = mnemonic.split()[-1]   # without a rep prefix
         if mnemonic in IO_MNEMONICS or mnemonic in PRIVILEGED or mnemonic in WINDOW_OPENERS or \
                 (mnemonic == "mov" and _is_cr_or_dr(ops)):
             out.append((start, size, mnemonic, ops))

@@ -1,0 +1,149 @@
+"""VM exits produced by real guest instructions (issue 3): reason, qualification, length and RIP per the SDM.
+
+Expected values are computed here, independently of emu's decoder: capstone decodes the instruction at the
+exit's RIP from the kernel FILE (not from guest memory), and the qualification is assembled with the SDM
+bit layouts (Vol. 3C Table 28-5 for I/O, 28-3 for CR access).
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import capstone
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from emu.machine import Machine, MachineConfig
+from emu.vmx.controls import PrimaryControls
+from emu.vmx.reasons import ExitReason
+
+ROOT = Path(__file__).resolve().parents[2]
+FW = ROOT / "firmware" / "build"
+sys.path.insert(0, str(ROOT / "tools"))
+import qemu_ref  # noqa: E402
+
+CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+REGS = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"]
+
+
+def text_bytes(elf_path: Path, addr: int, n: int = 15) -> bytes:
+    with open(elf_path, "rb") as f:
+        elf = ELFFile(f)
+        for seg in elf.iter_segments():
+            if seg["p_type"] == "PT_LOAD" and seg["p_paddr"] <= addr < seg["p_paddr"] + seg["p_filesz"]:
+                off = addr - seg["p_paddr"]
+                return seg.data()[off:off + n]
+    raise AssertionError(f"{addr:#x} not in the file")
+
+
+def run_logged(kernel: str, tmp_path: Path, controls=(), exceptions=0, disk=True):
+    m_disk = []
+    if disk:
+        img = tmp_path / "disk.img"
+        qemu_ref.make_reference_disk(img)
+        m_disk = [str(img)]
+    m = Machine(MachineConfig(kernel=str(FW / kernel), disks=m_disk), console=lambda b: None)
+    for name in controls:
+        m.vmx.controls.primary |= PrimaryControls[name]
+    m.vmx.controls.exception_bitmap = exceptions
+    exits = []
+    m.vmx.observers.append(exits.append)
+    result = m.run(max_insns=50_000_000)
+    m.close()
+    return m, result, exits
+
+
+def sdm_io_qualification(insn, edx: int) -> int:
+    rep = insn.mnemonic.startswith("rep")
+    mnemonic = insn.mnemonic.split()[-1]
+    string = mnemonic.startswith(("ins", "outs"))
+    size = {"b": 1, "w": 2, "d": 4}[mnemonic[-1]] if string else None
+    if not string:
+        reg = insn.op_str.split(",")[1 if mnemonic == "out" else 0].strip()
+        size = {"al": 1, "ax": 2, "eax": 4}[reg]
+    direction_in = mnemonic.startswith("in")
+    port_operand = insn.op_str.split(",")[0 if mnemonic.startswith("out") else 1].strip()
+    immediate = not string and port_operand != "dx"
+    port = int(port_operand, 0) if immediate else edx & 0xFFFF
+    return (size - 1) | (8 if direction_in else 0) | (16 if string else 0) | (32 if rep else 0) \
+        | (64 if immediate else 0) | port << 16
+
+
+def test_io_exits_match_the_sdm_layout(tmp_path):
+    m, result, exits = run_logged("vmx_exits.elf", tmp_path, ["UNCONDITIONAL_IO"])
+    assert result.status == 1
+    io = [e for e in exits if e.reason is ExitReason.IO_INSTRUCTION]
+    assert len(io) > 100
+    seen = set()
+    for e in io:
+        insn = next(CS.disasm(text_bytes(FW / "vmx_exits.elf", e.rip), e.rip, 1))
+        assert e.insn_len == insn.size
+        assert e.qualification == sdm_io_qualification(insn, e.regs["edx"]), (insn.mnemonic, insn.op_str)
+        seen.add((insn.mnemonic, insn.op_str if insn.mnemonic in ("in", "out") else ""))
+        if e.decoded.string:
+            assert e.guest_linear == e.regs["edi" if e.decoded.direction.name == "IN" else "esi"]
+    mnemonics = {m for m, _ in seen}
+    assert {"in", "out"} <= mnemonics
+    assert "rep outsw" in mnemonics and "rep insd" in mnemonics
+    assert ("out", "0x21, al") in seen and ("in", "al, dx") in seen
+
+
+def test_rep_string_io_gives_one_exit_per_element(tmp_path):
+    m, result, exits = run_logged("vmx_exits.elf", tmp_path, ["UNCONDITIONAL_IO"])
+    reps = {}
+    for e in exits:
+        if e.reason is ExitReason.IO_INSTRUCTION and e.decoded.rep:
+            reps.setdefault(e.rip, []).append(e)
+    assert reps
+    for rip, elements in reps.items():
+        counts = [el.regs["ecx"] for el in elements]
+        # ECX counts down by one per element: no element repeated or lost
+        assert counts == list(range(counts[0], counts[0] - len(counts), -1)), rip
+        icounts = [el.icount for el in elements]
+        assert icounts == list(range(icounts[0], icounts[0] + len(icounts)))
+
+
+def test_instruction_exits_other_than_io(tmp_path):
+    m, result, exits = run_logged("vmx_exits.elf", tmp_path, ["HLT", "CR3_LOAD", "CR3_STORE", "RDTSC", "INVLPG"],
+                                  exceptions=1 << 3)
+    assert result.status == 1
+    by_reason = {}
+    for e in exits:
+        by_reason.setdefault(e.reason, []).append(e)
+    expect = {ExitReason.CPUID: "cpuid", ExitReason.RDTSC: "rdtsc", ExitReason.HLT: "hlt",
+              ExitReason.RDMSR: "rdmsr", ExitReason.WRMSR: "wrmsr", ExitReason.INVLPG: "invlpg"}
+    for reason, mnemonic in expect.items():
+        assert by_reason.get(reason), reason
+        for e in by_reason[reason]:
+            insn = next(CS.disasm(text_bytes(FW / "vmx_exits.elf", e.rip), e.rip, 1))
+            assert insn.mnemonic == mnemonic and e.insn_len == insn.size
+    for e in by_reason[ExitReason.CR_ACCESS]:
+        insn = next(CS.disasm(text_bytes(FW / "vmx_exits.elf", e.rip), e.rip, 1))
+        dst, src = [x.strip() for x in insn.op_str.split(",")]
+        to_cr = dst.startswith("cr")
+        cr, gpr = (int(dst[2:]), src) if to_cr else (int(src[2:]), dst)
+        assert cr == 3  # MOV from/to CR0 and CR4 do not exit without guest/host masks (SDM 26.1.3)
+        assert e.qualification == cr | (0 if to_cr else 1) << 4 | REGS.index(gpr) << 8
+        assert e.insn_len == insn.size
+    int3 = by_reason[ExitReason.EXCEPTION_NMI]
+    assert [(e.interruption.vector, e.interruption.type.name, e.insn_len) for e in int3] == \
+        [(3, "SOFTWARE_EXCEPTION", 1)]
+    assert text_bytes(FW / "vmx_exits.elf", int3[0].rip, 1) == b"\xcc"
+
+
+def test_vmcall_exit(tmp_path):
+    m, result, exits = run_logged("hypercall.elf", tmp_path, disk=False)
+    calls = [e for e in exits if e.reason is ExitReason.VMCALL]
+    assert len(calls) == 2
+    for e in calls:
+        assert text_bytes(FW / "hypercall.elf", e.rip, 3) == b"\x0f\x01\xc1" and e.insn_len == 3
+    assert [e.regs["eax"] for e in calls] == [1, 0xFFFF]
+
+
+def test_monitor_trap_flag_gives_one_exit_per_instruction(tmp_path):
+    m, result, exits = run_logged("cpu_events.elf", tmp_path, ["MONITOR_TRAP_FLAG"], disk=False)
+    assert result.status == 1
+    mtf = [e for e in exits if e.reason is ExitReason.MONITOR_TRAP_FLAG]
+    assert len(mtf) == result.icount
+    assert [e.icount for e in mtf] == list(range(1, result.icount + 1))
