@@ -108,7 +108,13 @@ static int find_ide(void)
     if (id != 0x70108086u || !(bar4 & 1))
         return 0;
     bm = (uint16_t)(bar4 & 0xFFFC);
-    printf("bus master block: bmicom %02x bmista %02x\n", inb((uint16_t)(bm + BMIC)), bmis());
+    printf("bus master block: bmicom %02x bmista %02x, secondary bmicom %02x bmista %02x, bmidtp %08x\n",
+           inb((uint16_t)(bm + BMIC)), bmis(), inb((uint16_t)(bm + 8 + BMIC)), inb((uint16_t)(bm + 8 + BMIS)),
+           inl((uint16_t)(bm + BMIDTP)));
+    /* BMIDTP keeps bits 1:0 clear; BMIC/BMIS are byte registers (a word read gives all-ones in QEMU). */
+    outl((uint16_t)(bm + BMIDTP), 0x12345677u);
+    printf("bmidtp after writing 12345677: %08x; word read of bmicom: %04x\n", inl((uint16_t)(bm + BMIDTP)),
+           inw((uint16_t)(bm + BMIC)));
     return 1;
 }
 
