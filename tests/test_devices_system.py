@@ -126,6 +126,16 @@ def test_active_seen_during_long_dma_at_the_same_instruction_count(ref_disk: Pat
 
 
 @pytest.mark.qemu
+@pytest.mark.parametrize("kernel", DEVICE_KERNELS + ("dma_active",))
+def test_device_kernels_without_a_disk_match_qemu(kernel: str) -> None:
+    """With no drive at all (QEMU -nodefaults, no -drive) the kernels take their no-disk paths identically."""
+    require_tool("qemu-system-i386")
+    result = qemu_ref.run_both(FIRMWARE / f"{kernel}.elf", None, timeout=60)
+    assert result.identical, "; ".join(result.differences)
+    assert result.qemu.status == (1 if kernel == "pic_pit" else 3)    # exit(0), or exit(1) "no disk"
+
+
+@pytest.mark.qemu
 def test_dma_active_disk_matches_qemu(ref_disk: Path, tmp_path: Path) -> None:
     """dma_active is emu-only for its "seen active" lines only: QEMU writes the same disk and prints the rest."""
     require_tool("qemu-system-i386")
