@@ -163,9 +163,13 @@ class Machine:
         """An I/O instruction VM exit (reason 30): the guest is suspended while observers and the handler run."""
         cpu = self.cpu
         site = cpu.io_site
+        vmx = self.vmx
         if site is None:
             return None
-        outcome = self.vmx.exit(self.vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION))
+        if not vmx.observers and ExitReason.IO_INSTRUCTION not in vmx.handlers:
+            vmx.counts["IO_INSTRUCTION"] += 1     # nobody looks: the default handler (the device) needs no record
+            return None
+        outcome = vmx.exit(vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION))
         if isinstance(outcome, Inject):
             self._fault_at_io(outcome.vector, outcome.error_code)
         elif outcome is Decision.STOP:

@@ -56,3 +56,13 @@ def test_stop_requested_by_an_io_hook_takes_effect_after_the_instruction():
     cpu.on_out = lambda port, size, value: None
     assert cpu.run(10**9) is Stop.HLT
     assert cpu.reg("eax") == 2 and cpu.icount == 4
+
+
+def test_register_snapshot_matches_register_reads():
+    from emu.machine import Machine, MachineConfig
+    from conftest import FIRMWARE
+    m = Machine(MachineConfig(kernel=str(FIRMWARE / "cpu_events.elf")), console=lambda b: None)
+    for budget in (1, 500, 7000, 15000):
+        m.run(max_insns=budget)
+        snap = m.cpu.regs()
+        assert snap == {name: m.cpu.reg(name) for name in snap}

@@ -43,6 +43,8 @@ GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
 EFLAGS_IF = 1 << 9
 HF_PE = 1 << 7
+_HFLAGS_WORD = internals.OFFSETS.hflags // 4
+_EFLAGS_WORD = internals.OFFSETS.eflags // 4
 HF_CS32 = 1 << 4
 CR0_PE = 1
 CR0_PG = 1 << 31
@@ -99,6 +101,7 @@ class Vcpu:
         self.uc.ctl_set_exits([])
         self.counter = Counter(self.uc)
         self.st = self.counter.state
+        self._stq = memoryview(self.st).cast("B").cast("Q")
         self.raw = internals.RawContext(self.uc)
         self.idle = 0
         self.stop_request: Optional[str] = None
@@ -146,8 +149,18 @@ class Vcpu:
         self.uc.reg_write(REGS32[name], value)
 
     def regs(self) -> dict[str, int]:
-        """Snapshot of the general registers, EIP, EFLAGS and segment selectors."""
-        return {name: self.uc.reg_read(REGS32[name]) for name in (*GPRS, "eip", "eflags", "cs", "ss", "ds", "es", "fs", "gs")}
+        """Snapshot of the general registers, EIP, EFLAGS and segment selectors.
+
+        Read from one saved context (``regs[]`` at +40, EIP at +168, segment selectors at +224 in steps of
+        24, in QEMU's order ES CS SS DS FS GS); EFLAGS through Unicorn, which folds in the lazy flags."""
+        self.uc.context_update(self.raw.ctx)
+        w = self.raw.u32s
+        snap = {name: w[10 + 2 * i] for i, name in enumerate(GPRS)}
+        snap["eip"] = w[42]
+        snap["eflags"] = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        for i, name in enumerate(("es", "cs", "ss", "ds", "fs", "gs")):
+            snap[name] = w[56 + 6 * i] & 0xFFFF
+        return snap
 
     def descriptor_table(self, name: str) -> tuple[int, int]:
         """(base, limit) of ``gdtr`` or ``idtr``."""
@@ -185,9 +198,10 @@ class Vcpu:
 
     def io_permitted(self, port: int, size: int) -> bool:
         """IN/OUT privilege check (SDM Vol. 1 §19.5): CPL <= IOPL, else the TSS I/O permission bitmap."""
-        raw = self.raw.refresh()
-        hflags = raw.u32(self.offsets.hflags)
-        if not hflags & HF_PE or hflags & 3 <= (raw.u32(self.offsets.eflags) >> 12) & 3:
+        self.uc.context_update(self.raw.ctx)
+        words = self.raw.u32s
+        hflags = words[_HFLAGS_WORD]
+        if not hflags & HF_PE or hflags & 3 <= (words[_EFLAGS_WORD] >> 12) & 3:
             return True
         _sel, base, limit = self.task_register()
         try:
@@ -346,15 +360,18 @@ class Vcpu:
         Unicorn does not sync EIP before its I/O hooks, so the site is found from the block the
         C counter entered last and how many I/O hooks already ran in this execution of it.
         """
-        st = self.st
-        if st.blocks != self._io_seq:
-            self._io_seq = st.blocks
+        q = self._stq   # the C state as 64-bit words: see native.IcountState
+        blocks = q[6]
+        if blocks != self._io_seq:
+            self._io_seq = blocks
             self._io_ordinal = 0
         else:
             self._io_ordinal += 1
-        if not st.block_size:
+        size_icount = q[4]
+        if not size_icount & 0xFFFFFFFF:
             return None
-        key = (st.block_addr, st.block_size, st.block_icount)
+        st = self.st
+        key = (q[2], size_icount)
         sites = self._io_cache.get(key)
         if sites is None:
             code = self._block_code()
@@ -365,7 +382,7 @@ class Vcpu:
         if self._io_ordinal >= len(sites):
             return None
         offset, index, length = sites[self._io_ordinal]
-        return IoSite((st.block_addr + offset) & 0xFFFFFFFF, length, st.block_entry + index)
+        return IoSite((key[0] + offset) & 0xFFFFFFFF, length, q[3] + index)
 
     def _hook_rdtsc(self, _uc, _user) -> int:
         """RDTSC reads the virtual TSC (a function of the exact count), never host time."""

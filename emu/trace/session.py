@@ -22,7 +22,7 @@ import emu
 from emu import EmuError
 from emu.clock import ClockSpec
 from emu.trace.events import DEFAULT_CHECKPOINT_EVERY, MachineTap
-from emu.trace.format import FORMAT_VERSION, Kind, TraceError, make_event
+from emu.trace.format import FORMAT_VERSION, Kind, TraceError, encode_io, make_event
 from emu.trace.writer import TraceWriter
 
 DISK_COPY = "copy"
@@ -109,12 +109,22 @@ class Recorder:
         self.last_icount = 0
 
     def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
-        """Write one event record."""
+        """Write one event record (``fields`` is taken over: the caller must not reuse it)."""
         if kind == Kind.END.value:
             fields = dict(fields, events=sum(self.counts.values()) + 1)
         self.counts[kind] += 1
         self.last_icount = icount
-        self.writer.write(make_event(kind, icount, guest, fields))
+        if kind == "io" and len(fields) == 7:
+            line = encode_io(icount, guest, fields)
+            if line is not None:
+                self.writer.write_line(line)
+                return
+        if "kind" in fields or "icount" in fields or "guest" in fields:
+            fields = make_event(kind, icount, guest, fields)        # refuses the clash
+        fields["kind"] = kind
+        fields["icount"] = icount
+        fields["guest"] = guest
+        self.writer.write(fields)
 
     def checkpoint(self, icount: int, guest: str, digest_fields: dict) -> None:
         """Write a checkpoint record."""

@@ -38,6 +38,14 @@ class TraceWriter:
         if len(self._buf) >= FLUSH_BYTES:
             self._drain()
 
+    def write_line(self, line: bytes) -> None:
+        """Append one record already encoded by :func:`emu.trace.format.encode` (or an equivalent fast path)."""
+        self._buf += line
+        self.records += 1
+        self.raw_bytes += len(line)
+        if len(self._buf) >= FLUSH_BYTES:
+            self._drain()
+
     def _drain(self) -> None:
         if self._gz is None:
             raise TraceError(f"trace {self.path} is closed")

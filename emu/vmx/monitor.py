@@ -16,6 +16,8 @@ import enum
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
+from emu.cpu.internals import HF_INHIBIT_IRQ, OFFSETS
+from emu.cpu.vcpu import HF_CS32
 from emu.vmx import build
 from emu.vmx.bitmaps import exception_exits, io_exits, msr_exits
 from emu.vmx.controls import PinControls, PrimaryControls, VmcsControls
@@ -43,6 +45,10 @@ class Inject:
 
 
 Outcome = Union[Decision, Inject, None]
+_HFLAGS_WORD = OFFSETS.hflags // 4
+_CS_BASE_WORD = OFFSETS.cs_base // 4
+_STI_SHADOWS = {False: Interruptibility(), True: Interruptibility(sti=True)}
+_IO_CONTROLS = int(PrimaryControls.UNCONDITIONAL_IO | PrimaryControls.USE_IO_BITMAPS)
 Handler = Callable[[VmExit, "Monitor"], Outcome]
 Observer = Callable[[VmExit], None]
 
@@ -66,8 +72,7 @@ class Monitor:
 
     def io_exits(self, port: int, size: int) -> bool:
         """Does this I/O element exit (unconditional I/O exiting or the I/O bitmaps)?"""
-        primary = self.controls.primary
-        if not primary & (PrimaryControls.UNCONDITIONAL_IO | PrimaryControls.USE_IO_BITMAPS):
+        if not self.controls.primary._value_ & _IO_CONTROLS:   # hot path: plain int test, no IntFlag ops
             return False
         return io_exits(self.controls, port, size)
 
@@ -107,11 +112,15 @@ class Monitor:
         return bool(self.observers)
 
     # --- records ------------------------------------------------------------------
-    def _state(self) -> tuple[dict[str, int], Interruptibility, int]:
+    def _state(self) -> tuple[dict[str, int], Interruptibility, int, int]:
+        """Registers, interruptibility, CS base and code width from ONE saved context (hot path of every exit)."""
         cpu = self.machine.cpu
-        regs = cpu.regs()
-        shadow = cpu.interrupt_shadow
-        return regs, Interruptibility(sti=shadow), cpu.context().u64(cpu.offsets.cs_base)
+        regs = cpu.regs()              # refreshes the context buffer
+        words = cpu.raw.u32s
+        hflags = words[_HFLAGS_WORD]
+        cs_base = words[_CS_BASE_WORD] | words[_CS_BASE_WORD + 1] << 32
+        shadow = _STI_SHADOWS[bool(hflags & HF_INHIBIT_IRQ)]
+        return regs, shadow, cs_base, 32 if hflags & HF_CS32 else 16
 
     def instruction_exit(self, linear_pc: int, icount: int, reason: Optional[ExitReason] = None,
                          edx: Optional[int] = None) -> VmExit:
@@ -121,17 +130,17 @@ class Monitor:
             code = cpu.read_virt(linear_pc, 15)
         except Exception:
             code = cpu.read_virt(linear_pc, 1)
-        regs, interruptibility, cs_base = self._state()
+        regs, interruptibility, cs_base, bits = self._state()
         if edx is not None:
             regs["edx"] = edx
         regs["eip"] = (linear_pc - cs_base) & 0xFFFFFFFF   # Unicorn does not sync EIP before its I/O hooks
-        return build.instruction_exit(code, cpu.code_bits(), regs, rip=regs["eip"],
+        return build.instruction_exit(code, bits, regs, rip=regs["eip"],
                                       linear_rip=linear_pc, icount=icount, guest=self.machine.name,
                                       interruptibility=interruptibility, reason=reason)
 
     def plain_exit(self, reason: ExitReason, icount: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
         """An exit that carries no decoded qualification (HLT, CPUID, RDTSC, VMCALL, windows, MTF, ...)."""
-        regs, interruptibility, cs_base = self._state()
+        regs, interruptibility, cs_base, _bits = self._state()
         eip = regs["eip"]
         return VmExit(reason, qualification, insn_len, eip, (cs_base + eip) & 0xFFFFFFFF, icount, self.machine.name,
                       interruptibility=interruptibility, regs=regs)
@@ -139,7 +148,7 @@ class Monitor:
     def event_exit(self, vector: int, kind: InterruptionType, error_code: Optional[int], icount: int,
                    rip: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
         """Reason 0 (exception) or 1 (external interrupt) with its interruption information."""
-        regs, interruptibility, cs_base = self._state()
+        regs, interruptibility, cs_base, _bits = self._state()
         if kind is InterruptionType.EXTERNAL_INTERRUPT:
             return build.external_interrupt_exit(vector, rip=rip, linear_rip=(cs_base + rip) & 0xFFFFFFFF,
                                                  icount=icount, guest=self.machine.name,
