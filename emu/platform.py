@@ -46,7 +46,7 @@ def build(machine, disks: list[str], read_only: bool = False) -> Platform:
     pit = Pit8254(machine.clock, pic.irq_line(IRQ_PIT))
     port61 = SystemControlPortB(pit)
     pci = PciHost()
-    functions = PcPciFunctions(pci)
+    functions = PcPciFunctions(pci, qemu_defaults=False)   # what the reference (QEMU -nodefaults) presents
     images: list[Optional[DiskImage]] = []
     for path in disks:
         images.append(DiskImage(path, read_only=read_only))

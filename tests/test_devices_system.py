@@ -162,9 +162,6 @@ def test_bench_dma_reads_16_mib_intact(tmp_path: Path) -> None:
     assert run.disk == disk.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="emu/platform.py builds PcPciFunctions with QEMU's default-configuration image "
-                   "(BAR4 0xC041); the reference runs QEMU with -nodefaults, where SeaBIOS leaves 0xC001 "
-                   "(reported to the lead; ata_dma does not print the value until then)")
 def test_ide_bar4_is_what_the_reference_kernel_finds() -> None:
     """BAR4 of 00:01.1 as a multiboot kernel reads it under the reference QEMU command line (-nodefaults): 0xC001.
 
