@@ -31,7 +31,7 @@ SKIP = {
     "net_regs": "NE2000 probe; runs with the network attached",
 }
 """Kernels without a golden, and why."""
-MAX_INSNS = 50_000_000
+MAX_INSNS = 400_000_000
 """Budget of every golden run (a kernel that stops exiting is cut off, not run forever)."""
 
 

@@ -54,10 +54,10 @@ def test_show_filters(base, capfd):
     assert main(["trace", "show", "c.trace", "--kind", "interrupt"]) == 0
     lines = capfd.readouterr().out.splitlines()
     assert lines and all(" interrupt " in line for line in lines)
-    assert main(["trace", "show", "c.trace", "--reason", "IO_INSTRUCTION", "--from", "20000", "--to", "20100"]) == 0
+    assert main(["trace", "show", "c.trace", "--kind", "io", "--from", "20000", "--to", "20100"]) == 0
     lines = capfd.readouterr().out.splitlines()
     icounts = [int(line.split()[0]) for line in lines]
-    assert lines and all(20000 <= i <= 20100 for i in icounts) and all(" vmexit " in line for line in lines)
+    assert lines and all(20000 <= i <= 20100 for i in icounts) and all(" io " in line for line in lines)
     assert main(["trace", "show", "c.trace", "--guest", "nobody"]) == 0
     assert capfd.readouterr().out == ""
 
@@ -74,7 +74,7 @@ def test_diff_and_stats(base, capfd):
     assert "kernel differs" in out and "first difference at event" in out and "interrupt" in out
     assert main(["trace", "stats", "c.trace"]) == 0
     out = capfd.readouterr().out
-    assert "bytes per million instructions" in out and "interrupt" in out and "vmexit" in out
+    assert "bytes per million instructions" in out and "interrupt" in out and " io " in out
 
 
 @pytest.mark.parametrize("cmd", [["trace", "show"], ["trace", "stats"], ["replay"]])
@@ -86,3 +86,16 @@ def test_damaged_trace_is_one_line(base, capfd, cmd):
     assert main(cmd + ["h.trace"]) == 2
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "truncated" in err
+
+
+def test_show_vm_exits_by_reason(base, capfd):
+    """The monitor's exits (vmx_exits runs WRMSR/RDMSR/CPUID, which exit by default) are filtered by reason name."""
+    shutil.copyfile(ROOT / "firmware/build/vmx_exits.elf", base / "vmx_exits.elf")
+    shutil.copyfile(goldens.ensure_reference_disk(ROOT), base / "ref.img")
+    assert main(["record", "vmx_exits.elf", "--disk", "ref.img", "-o", "v.trace", "-q"]) == 0
+    capfd.readouterr()
+    assert main(["trace", "show", "v.trace", "--reason", "WRMSR"]) == 0
+    lines = capfd.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(" vmexit WRMSR " in line for line in lines)
+    assert main(["trace", "show", "v.trace", "--reason", "32", "--json"]) == 0
+    assert capfd.readouterr().out.count('"reason_name":"WRMSR"') == 3

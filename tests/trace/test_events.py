@@ -59,7 +59,7 @@ def test_nested_events_follow_their_cause_at_the_same_icount():
     for i, e in enumerate(events):
         if e["kind"] == "ata_command":
             cause = events[i - 1]
-            assert cause["kind"] == "vmexit" and cause["port"] == 0x1F7 and cause["icount"] == e["icount"]
+            assert cause["kind"] == "io" and cause["port"] == 0x1F7 and cause["icount"] == e["icount"]
             assert cause["value"] == e["command"]
 
 
@@ -84,3 +84,19 @@ def test_machine_reported_events_go_through_the_tap(tmp_path):
     events = list(TraceReader(tmp_path / "t.trace"))
     assert events[0] == {"kind": "vmexit", "icount": 7, "guest": "guest", "reason": 12, "reason_name": "HLT"}
     assert [e["kind"] for e in events[-2:]] == ["checkpoint", "end"]
+
+
+def test_fast_io_encoding_is_the_canonical_encoding():
+    from hypothesis import given, strategies as st
+
+    from emu.trace.format import encode, encode_io, make_event
+
+    ints = st.integers(min_value=0, max_value=2**32)
+
+    @given(icount=ints, guest=st.text(max_size=8), op=st.sampled_from(["in", "out"]), port=ints, size=ints,
+           rip=st.none() | ints, length=st.none() | ints, qual=ints, value=ints)
+    def check(icount, guest, op, port, size, rip, length, qual, value):
+        fields = {"op": op, "port": port, "size": size, "rip": rip, "insn_len": length, "qualification": qual,
+                  "value": value}
+        assert encode_io(icount, guest, fields) == encode(make_event("io", icount, guest, fields))
+    check()

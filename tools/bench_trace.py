@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Recording overhead and trace size: run each kernel with and without `emu record`'s tap (docs/traces.md).
+
+    python tools/bench_trace.py                       # ata_dma, ata_pio, vmx_exits, cpu_events, pic_pit
+    python tools/bench_trace.py ata_dma --repeat 5
+
+For each kernel (with the reference disk as primary master, as the goldens are recorded) it reports the best
+of --repeat wall-clock times of a plain run and of a recorded run (machine construction excluded, disk copies
+and the trace's gzip stream included), their ratio, the trace size and bytes per million instructions.
+Goals (issue 8): overhead under 1.5x, under 1 MiB per million instructions.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from emu.trace import goldens  # noqa: E402
+from emu.trace.events import MachineTap  # noqa: E402
+from emu.trace.session import Recorder, build_machine, disk_copies, make_header  # noqa: E402
+from emu.trace.writer import TraceWriter  # noqa: E402
+
+DEFAULT = ("ata_dma", "ata_pio", "vmx_exits", "cpu_events", "pic_pit")
+
+
+def one_run(name: str, trace: str | None) -> tuple[float, int, int]:
+    """(seconds, instructions, trace bytes) of one run of kernel ``name``."""
+    spec = goldens.golden_spec(name)
+    with disk_copies(spec, ROOT) as copies:
+        m = build_machine(spec, copies, ROOT, lambda b: None)
+        writer = None
+        t0 = time.perf_counter()
+        if trace is not None:
+            writer = TraceWriter(trace, make_header(spec, ROOT))
+            tap = MachineTap(m, Recorder(writer), spec.checkpoint_every)
+        result = m.run(max_insns=spec.max_insns)
+        if writer is not None:
+            tap.finish(result)
+            writer.close()
+        dt = time.perf_counter() - t0
+        m.close()
+    return dt, result.icount, os.path.getsize(trace) if trace else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(DEFAULT), metavar="KERNEL")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    goldens.ensure_reference_disk(ROOT)
+    print(f"{'kernel':<12} {'insns':>10} {'plain s':>8} {'record s':>9} {'ratio':>6} {'trace B':>9} {'B/Minsn':>9}")
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.names:
+            trace = os.path.join(tmp, f"{name}.trace")
+            plain = min(one_run(name, None)[0] for _ in range(args.repeat))
+            runs = [one_run(name, trace) for _ in range(args.repeat)]
+            rec = min(r[0] for r in runs)
+            icount, size = runs[0][1], runs[0][2]
+            ratio = rec / plain
+            worst = max(worst, ratio)
+            per_m = size * 1_000_000 // max(icount, 1)
+            print(f"{name:<12} {icount:>10} {plain:>8.3f} {rec:>9.3f} {ratio:>6.2f} {size:>9} {per_m:>9}")
+    print(f"worst overhead {worst:.2f}x (goal < 1.5x); size goal < {1 << 20} B per million instructions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
