@@ -42,7 +42,8 @@ def add_parsers(sub) -> None:
                                    "stdout (unless --quiet); a summary goes to stderr. Exit status 0 once the "
                                    "trace is written (the guest's own exit status is in the trace's end record), "
                                    "2 for unusable input.")
-    p.add_argument("kernel", metavar="KERNEL", help="multiboot ELF32 kernel")
+    p.add_argument("kernel", metavar="KERNEL|SCENARIO",
+                   help="multiboot ELF32 kernel, or a host scenario file (.toml, see docs/host.md)")
     p.add_argument("-o", "--output", required=True, metavar="TRACE", help="trace file to write")
     p.add_argument("--disk", action="append", default=[], metavar="IMG",
                    help="raw disk image (primary master, primary slave, secondary master, secondary slave)")
@@ -105,8 +106,18 @@ def _trace_help(parser) -> int:
 
 def cmd_record(args) -> int:
     """Record a run; 0 once the trace is complete."""
+    from emu.trace.scenario import is_scenario, record_scenario
     from emu.trace.session import RunSpec, record
 
+    if is_scenario(args.kernel):
+        if args.disk or args.disk_ro or args.mem != 32 or args.max_insns or args.cmdline:
+            raise EmuError("a scenario names its own disks, memory, budget and command lines: "
+                           "--disk/--disk-ro/--mem/--max-insns/--cmdline do not apply")
+        r = record_scenario(args.kernel, args.output, checkpoint_every=args.checkpoint_every)
+        events = sum(r.counts.values())
+        print(f"emu: recorded {events} events of scenario {args.kernel} to {args.output} ({r.size} bytes); "
+              f"validations {r.result.get('validations')}, findings {r.result.get('findings')}", file=sys.stderr)
+        return 0
     if len(args.disk) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
     out = sys.stdout.buffer

@@ -231,6 +231,16 @@ class TracedBacking:
                                             "count": len(data) // 512, "crc32": zlib.crc32(data)})
 
 
+class _Foreign:
+    """An event the tap records on behalf of another guest or the host."""
+
+    __slots__ = ("guest", "fields")
+
+    def __init__(self, guest: str, fields: dict):
+        self.guest = guest
+        self.fields = fields
+
+
 class MachineTap:
     """Turns what a Machine does into observer calls; :meth:`finish` records the final checkpoint and ``end``."""
 
@@ -274,7 +284,14 @@ class MachineTap:
         """Observer entry: a checkpoint the machine took itself."""
         self.observer.checkpoint(icount, guest, fields)
 
-    def _deliver(self, kind: str, icount: int, fields: dict) -> None:
+    def emit_for(self, guest: str, kind: str, icount: int, fields: dict) -> None:
+        """Record an event of another guest or of the host (the trap handler) in this guest's causal order."""
+        self.emit(kind, _Foreign(guest, fields), icount)
+
+    def _deliver(self, kind: str, icount: int, fields) -> None:
+        if type(fields) is _Foreign:
+            self.observer.on_event(kind, icount, fields.guest, fields.fields)
+            return
         if icount >= self.next_checkpoint:
             self.observer.checkpoint(icount, self.guest, digest_fields(self.machine))
             self.next_checkpoint = (icount // self.checkpoint_every + 1) * self.checkpoint_every
@@ -300,14 +317,14 @@ class MachineTap:
         return result
 
     # --- the run's end --------------------------------------------------------------------
-    def finish(self, result) -> None:
-        """Final checkpoint and the ``end`` record (reason, status, message) for a RunResult."""
+    def finish(self, result, kind: str = Kind.END.value) -> None:
+        """Final checkpoint and the ``end`` record (``guest_end`` in a multi-guest trace) for a RunResult."""
         if self._finished:
             return
         self._finished = True
         icount = guest_icount(self.machine)
         self.observer.checkpoint(icount, self.guest, digest_fields(self.machine))
-        self.observer.on_event(Kind.END.value, icount, self.guest,
+        self.observer.on_event(kind, icount, self.guest,
                                {"reason": result.reason.value, "status": result.status, "message": result.message})
 
     # --- wrapping ---------------------------------------------------------------------------

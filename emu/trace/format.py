@@ -50,6 +50,7 @@ class Kind(str, enum.Enum):
     VALIDATION = "validation"
     RESTRICTION = "restriction"
     CHECKPOINT = "checkpoint"
+    GUEST_END = "guest_end"
     END = "end"
 
 

@@ -81,13 +81,18 @@ def skip_reason(name: str) -> str | None:
 
 
 def golden_names(root: Path = ROOT) -> list[str]:
-    """Kernels that have (or should have) a golden trace."""
-    return [k for k in kernels(root) if skip_reason(k) is None]
+    """Kernels and scenarios that have (or should have) a golden trace."""
+    return [k for k in kernels(root) if skip_reason(k) is None] + \
+        [name for name, path in SCENARIOS.items() if (root / path).exists()]
 
 
 def golden_path(name: str, root: Path = ROOT) -> Path:
     """Where the golden trace of kernel ``name`` lives."""
     return root / GOLDEN_DIR / f"{name}.trace"
+
+
+SCENARIOS = {"demo": "fixtures/demo/scenario.toml"}
+"""Scenario goldens: name -> scenario file (relative to the repository root)."""
 
 
 def golden_spec(name: str) -> RunSpec:
@@ -111,7 +116,11 @@ def rerecord(name: str, root: Path = ROOT, write: bool = True) -> Rerecorded:
     fd, tmp = tempfile.mkstemp(prefix=f"{name}-", suffix=".trace", dir=str(target.parent))
     os.close(fd)
     try:
-        record(golden_spec(name), tmp, base=root)
+        if name in SCENARIOS:
+            from emu.trace.scenario import record_scenario
+            record_scenario(SCENARIOS[name], tmp, base=root)
+        else:
+            record(golden_spec(name), tmp, base=root)
         if not target.exists():
             status, report = "new", "no previous golden"
         else:

@@ -17,7 +17,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from emu.trace.events import MachineTap, registers
 from emu.trace.format import Kind, TraceError, make_event
@@ -109,6 +109,9 @@ class Comparator:
     def __init__(self, expected: Iterator[dict], machine, context: int = DEFAULT_CONTEXT):
         self.expected = expected
         self.machine = machine
+        self.machines: dict[str, object] = {}
+        """Several guests (a scenario): registers at a divergence come from the diverging guest's machine."""
+        self.stop_all: Optional[Callable[[], None]] = None
         self.context = context
         self.history: deque = deque(maxlen=context)
         self.compared = 0
@@ -153,11 +156,12 @@ class Comparator:
                 if rec.get("kind") == Kind.CHECKPOINT.value:
                     exp_regs, exp_icount = rec.get("regs"), rec.get("icount")
                     break
+        machine = self.machines.get((actual or expected or {}).get("guest"), self.machine)
         if actual is not None and actual.get("kind") == Kind.CHECKPOINT.value:
             act_regs = actual.get("regs")
         else:
             try:
-                act_regs = registers(self.machine)
+                act_regs = registers(machine) if machine is not None else None
             except Exception:
                 act_regs = None
         self.divergence = Divergence(self.compared + 1, icount, expected, actual, list(self.history), after,
@@ -167,7 +171,11 @@ class Comparator:
     def _stop(self) -> None:
         from emu.machine import EndReason, RunResult
 
+        if self.stop_all is not None:
+            self.stop_all()
         m = self.machine
+        if m is None:
+            return
         if m.end is None:
             m.end = RunResult(EndReason.STOPPED, 0, "replay diverged", m.cpu.icount)
         try:
@@ -210,14 +218,16 @@ def replay(path: str | os.PathLike[str], base: Optional[Path] = None, force: boo
     if problems and not force:
         raise TraceError(f"replay refused: {problems[0]}" + (f" (and {len(problems) - 1} more)"
                                                              if len(problems) > 1 else ""))
+    note = None
+    if header.get("emu_version") != emu.__version__:
+        note = f"note: recorded with emu {header.get('emu_version')}, replaying with emu {emu.__version__}"
+    if header.get("scenario"):
+        return _replay_scenario(reader, base, problems, note, context)
     spec = RunSpec.from_header(header)
     end = reader.end()
     budget = spec.max_insns
     if budget is None:
         budget = 2 * int(end.get("icount", 0)) + UNBOUNDED_SLACK
-    note = None
-    if header.get("emu_version") != emu.__version__:
-        note = f"note: recorded with emu {header.get('emu_version')}, replaying with emu {emu.__version__}"
     expected = reader.events()
     with disk_copies(spec, base) as copies:
         machine = build_machine(spec, copies, base, console or (lambda b: None))
@@ -231,4 +241,34 @@ def replay(path: str | os.PathLike[str], base: Optional[Path] = None, force: boo
         finally:
             machine.close()
             expected.close()
+    return ReplayResult(comparator.divergence is None, comparator.compared, comparator.divergence, problems, note)
+
+
+def _replay_scenario(reader: TraceReader, base: Path, problems: list[str], note: Optional[str],
+                     context: int) -> ReplayResult:
+    """Replay a scenario trace: the host runs again with every guest tapped into one comparator."""
+    from emu.trace.scenario import run_scenario
+
+    header = reader.header
+    expected = reader.events()
+    comparator = Comparator(expected, None, context)
+
+    def wire(parts: dict) -> None:
+        host = parts["host"]
+        comparator.machines = dict(host.machines)
+
+        def stop_all() -> None:
+            for state in host.guests.values():
+                state.paused = True
+            for m in host.machines.values():
+                try:
+                    m.cpu.request_stop("end")
+                except Exception:
+                    pass
+        comparator.stop_all = stop_all
+    try:
+        run_scenario(header["scenario"], base, comparator, header["config"]["checkpoint_every"], on_tap=wire)
+        comparator.finish_expected()
+    finally:
+        expected.close()
     return ReplayResult(comparator.divergence is None, comparator.compared, comparator.divergence, problems, note)

@@ -35,8 +35,12 @@ class TraceStats:
         cfg = self.header.get("config", {})
         lines.append(f"  config: max_insns={cfg.get('max_insns')} checkpoint_every={cfg.get('checkpoint_every')} "
                      f"clock={cfg.get('clock')} disks={cfg.get('disk_mode')}")
-        lines.append(f"  end: {self.end.get('reason')} status {self.end.get('status')} ({self.end.get('message')})")
-        lines.append(f"  instructions: {self.icount}")
+        if "reason" in self.end:
+            lines.append(f"  end: {self.end.get('reason')} status {self.end.get('status')} ({self.end.get('message')})")
+        else:
+            lines.append(f"  end of scenario: {self.end.get('validations')} validations, "
+                         f"{self.end.get('findings')} findings, guests {self.end.get('guests')}")
+        lines.append(f"  instructions: {self.icount}" + (" (all guests)" if "reason" not in self.end else ""))
         lines.append(f"  events: {sum(self.counts.values())}")
         for kind, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"    {kind:<14} {n}")
@@ -51,11 +55,14 @@ def stats(path: str | os.PathLike[str]) -> TraceStats:
     reader = TraceReader(path)
     result = TraceStats(os.fspath(path), reader.header)
     result.raw_bytes = len(encode(reader.header))
+    guest_icounts: dict[str, int] = {}
     for record in reader.events():
         result.counts[record["kind"]] += 1
         result.raw_bytes += len(encode(record))
+        if record["kind"] == Kind.GUEST_END.value:
+            guest_icounts[record["guest"]] = record["icount"]
         if record["kind"] == Kind.END.value:
             result.end = record
-            result.icount = record["icount"]
+            result.icount = sum(guest_icounts.values()) if guest_icounts else record["icount"]
     result.size = reader.size
     return result

@@ -55,3 +55,33 @@ def test_rerecording_a_golden_gives_the_same_bytes(tmp_path):
     path = goldens.golden_path("hello")
     record(goldens.golden_spec("hello"), tmp_path / "hello.trace", base=ROOT)
     assert (tmp_path / "hello.trace").read_bytes() == path.read_bytes()
+
+
+def test_scenario_golden_names_its_inputs():
+    """The demo scenario's golden pins the scenario file, both kernels, the disk and the baseline."""
+    from emu.trace.reader import TraceReader
+
+    path = goldens.golden_path("demo")
+    if not path.exists():
+        pytest.skip("no demo scenario golden")
+    header = TraceReader(path).header
+    assert sorted(i["role"] for i in header["inputs"]) == ["baseline", "disk", "kernel", "kernel", "scenario"]
+    kinds = TraceReader(path).counts()
+    assert kinds["trap_step"] > 0 and kinds["validation"] > 0 and kinds["restriction"] == 1
+    assert kinds["guest_end"] == 2 and kinds["end"] == 1
+
+
+def test_scenario_replay_stops_at_a_changed_validation(monkeypatch):
+    """The validator changed in-process (tampering goes unseen): replay stops at the first validation with findings."""
+    import emu.integrity as integrity
+    from emu.integrity.findings import Findings
+
+    path = goldens.golden_path("demo")
+    if not path.exists():
+        pytest.skip("no demo scenario golden")
+    monkeypatch.setattr(integrity, "validate", lambda *a, **k: Findings())
+    result = replay(path, base=ROOT)
+    d = result.divergence
+    assert d is not None and d.expected["kind"] == "validation"
+    assert d.expected["clean"] is False and d.actual["clean"] is True
+    assert "differing fields" in result.report()
