@@ -341,6 +341,8 @@ class Vcpu:
         if self.skip_hook_at == address:
             self.skip_hook_at = None  # resuming at the instruction a hook stopped before
             return
+        if self._exact_target is not None and self.exact_icount_at(address) >= self._exact_target:
+            return  # the run ends before this instruction (its deadline): it is handled when it really runs
         try:
             self.on_privileged(self, address, length, mnemonic)
         except Exception as exc:

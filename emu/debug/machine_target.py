@@ -491,6 +491,9 @@ class MachineTarget:
                     deadline = min(deadline, cpu.vtime + 1)  # the window opens after the shadowed instruction
                 before = cpu.icount
                 stop = cpu.run(deadline)
+                if m._pending_action is not None:   # an exit's emulation decided in a hook (RDMSR/WRMSR, skip)
+                    action, m._pending_action = m._pending_action, None
+                    action()
                 if cpu.icount != before or cpu.linear_pc() != eip:
                     g.stepping_off = None
                 if g.hit is not None:

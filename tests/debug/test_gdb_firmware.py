@@ -129,7 +129,7 @@ def test_gdb_session_on_vmx_exits(tmp_path) -> None:
     assert code_bytes(VMX_EXITS, rip, 1) == b"\xec"      # in al, dx
     i = _index(out, r"^Program received signal SIGTRAP, Trace/breakpoint trap\.$", i)
     assert out[i + 1] == f"0x{rip + 1:08x} in kmain ()"
-    assert "status=0x50" in err and "base               0xc040" in err and "cleared 1 exit break(s)" in err
+    assert "status=0x50" in err and "base               0xc000" in err and "cleared 1 exit break(s)" in err
     # watchpoint on `ticks`: the PIT handler increments it
     i = _index(out, r"^Hardware watchpoint 3: \*\(unsigned int \*\)&ticks$", i)
     i = _index(out, r"^Old value = 0$", i)

@@ -229,7 +229,7 @@ def test_break_exit_io_port_and_monitor_exits(tmp_path) -> None:
     out = t.monitor("exits 3").splitlines()
     assert len(out) == 3 and "port=0x1f7" in out[-1] and "port=0x1f6" in out[-2]
     assert "status=0x50" in t.monitor("info ide")
-    assert "base               0xc040" in t.monitor("info bmdma")
+    assert "base               0xc000" in t.monitor("info bmdma")
     assert "cleared IO_INSTRUCTION port=0x1f7" in t.monitor("clear-exit IO_INSTRUCTION port=0x1f7")
     assert t.monitor("break-exit hlt").startswith("will stop after exits HLT")
     ev = t.resume(CONT)
