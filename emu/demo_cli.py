@@ -25,6 +25,7 @@ def add_parsers(sub) -> None:
                        description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
     p.add_argument("--verbose", action="store_true", help="print every trap-handler step (310 ... 370)")
+    p.add_argument("--pcap", metavar="FILE", default=None, help="write the virtual switch's frames to FILE (pcap)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -36,7 +37,7 @@ def cmd_demo(args) -> int:
         raise EmuError(f"demo scenario missing: {SCENARIO} (run from a source checkout)")
     if not args.json:
         print(f"emu demo: {SCENARIO.relative_to(ROOT)} — virtual time (instructions) | guest | event")
-    _status, summary = run_scenario(str(SCENARIO), json_out=args.json, verbose=args.verbose)
+    _status, summary = run_scenario(str(SCENARIO), json_out=args.json, verbose=args.verbose, pcap=args.pcap)
     results = summary["results"]
     first_dirty = next((i for i, r in enumerate(results) if not r["clean"]), None)
     ok = (first_dirty is not None and first_dirty > 0 and all(r["clean"] for r in results[:first_dirty])

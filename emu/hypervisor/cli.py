@@ -16,6 +16,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.add_argument("--verbose", action="store_true", help="print every trap-handler step (310 ... 370)")
+    p.add_argument("--pcap", metavar="FILE", default=None,
+                   help="write every frame the virtual switch sees to FILE (pcap, 802.1Q-tagged with the ingress VLAN)")
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="serve the GDB remote protocol, one thread per guest (loopback unless HOST is given)")
     p.set_defaults(func=cmd_host)
@@ -90,13 +92,16 @@ class Timeline:
 
 
 def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None,
-                 gdb: str | None = None, verbose: bool = False) -> tuple[int, dict]:
+                 gdb: str | None = None, verbose: bool = False, pcap: str | None = None) -> tuple[int, dict]:
     """Run a scenario printing to ``out``; returns (exit status, summary)."""
     from emu.hypervisor.host import Host
     from emu.hypervisor.scenario import load
 
     out = out or sys.stdout
     scenario = load(path)
+    if pcap:
+        from pathlib import Path
+        scenario.pcap = Path(pcap)
     timeline = Timeline(out, verbose)
 
     def on_event(e: dict[str, Any]) -> None:
@@ -141,5 +146,5 @@ def format_summary(s: dict[str, Any]) -> str:
 def cmd_host(args) -> int:
     """`emu host`."""
     status, _ = run_scenario(args.scenario, json_out=args.json, quiet=args.quiet, gdb=args.gdb,
-                             verbose=args.verbose)
+                             verbose=args.verbose, pcap=args.pcap)
     return status

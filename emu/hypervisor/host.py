@@ -61,6 +61,10 @@ class Host:
             state.machine = machine
             self.guests[spec.name] = state
             self.machines[spec.name] = machine
+        self.switch = None
+        self.pcap = None
+        if any(spec.vlan is not None for spec in scenario.guests):
+            self._build_network()
         self.trap = TrapHandler(self, scenario, self._emit_trap)
         trapper = self.machines[scenario.trap.guest]
         if "IO_INSTRUCTION" in scenario.trap.reasons:
@@ -70,6 +74,29 @@ class Host:
         if "RDTSC" in scenario.trap.reasons:
             trapper.vmx.controls.primary |= PrimaryControls.RDTSC
         trapper.vmx.observers.append(lambda record: self.trap.on_exit(trapper, record))
+
+    def _build_network(self) -> None:
+        """The patent's virtual network (530): one NE2000 per guest with a ``vlan``, on one VLAN-aware switch."""
+        from emu.devices.ne2000 import DEFAULT_MAC
+        from emu.net.attach import attach_ne2000
+        from emu.net.pcap import PcapWriter
+        from emu.net.switch import VirtualSwitch
+
+        if self.scenario.pcap is not None:
+            try:
+                self.pcap = PcapWriter(self.scenario.pcap)
+            except OSError as exc:
+                from emu import EmuError
+                raise EmuError(f"cannot write pcap {self.scenario.pcap}: {exc.strerror}") from None
+        self.switch = VirtualSwitch(time_ns=self.time_ns, pcap=self.pcap)
+        for i, spec in enumerate(self.scenario.guests):
+            if spec.vlan is None:
+                continue
+            machine = self.machines[spec.name]
+            mac = spec.mac or DEFAULT_MAC[:5] + bytes([DEFAULT_MAC[5] + i])
+            attach_ne2000(machine, self.switch, spec.name, mac=mac, vlan=spec.vlan)
+            machine.switch_port = spec.name
+            machine.home_vlan = spec.vlan
 
     # --- plumbing -------------------------------------------------------------
     def _console_sink(self, name: str, state: GuestState) -> Callable[[int], None]:
@@ -179,6 +206,9 @@ class Host:
                            "icount": g.machine.cpu.icount}
                        for n, g in self.guests.items()},
             "pause_ms_max": round(max((p[0] for p in t.pauses), default=0.0) * 1000, 3),
+            "network": None if self.switch is None else {
+                name: {"vlan": self.switch.vlan_of(name), **vars(self.switch.counters(name))}
+                for name in (spec.name for spec in self.scenario.guests if spec.vlan is not None)},
         }
 
     def final_disk(self, guest: str, index: int = 0) -> bytes:
@@ -186,5 +216,8 @@ class Host:
         return self.disk_copies[guest][index].read_bytes()
 
     def close(self) -> None:
-        """Remove the disk copies."""
+        """Close the capture and remove the disk copies."""
+        if self.pcap is not None:
+            self.pcap.close()
+            self.pcap = None
         self._tmp.cleanup()

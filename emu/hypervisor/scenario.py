@@ -27,6 +27,7 @@ class GuestSpec:
     mem: int = 32
     disks: list[Path] = field(default_factory=list)
     vlan: Optional[int] = None
+    mac: Optional[bytes] = None
 
 
 @dataclass
@@ -89,7 +90,7 @@ EXIT_REASONS = ("IO_INSTRUCTION", "HLT", "VMCALL", "CPUID", "RDTSC")
 _KEYS = {
     "": {"host", "guest", "trap", "policy", "validation", "restrictions"},
     "host": {"quantum", "jitter", "seed", "max_insns", "pcap"},
-    "guest": {"name", "kernel", "cmdline", "mem", "disks", "vlan"},
+    "guest": {"name", "kernel", "cmdline", "mem", "disks", "vlan", "mac"},
     "trap": {"guest", "reasons", "validate", "disk"},
     "policy": {"kind", "interval_ns", "count"},
     "validation": {"baseline", "where"},
@@ -141,7 +142,18 @@ def load(path: str | Path) -> Scenario:
         name = _req(path, g, "guest", "name", str)
         kernel = _file(path, _req(path, g, "guest", "kernel", str), f"guest {name!r} kernel")
         disks = [_file(path, d, f"guest {name!r} disk") for d in g.get("disks", [])]
-        guests.append(GuestSpec(name, kernel, str(g.get("cmdline", "")), int(g.get("mem", 32)), disks, g.get("vlan")))
+        mac = None
+        if "mac" in g:
+            try:
+                mac = bytes.fromhex(str(g["mac"]).replace(":", ""))
+            except ValueError:
+                mac = b""
+            if len(mac) != 6:
+                raise ScenarioError(f"{path}: guest {name!r} mac {g['mac']!r} is not six hex bytes")
+        vlan = g.get("vlan")
+        if vlan is not None and (isinstance(vlan, bool) or not isinstance(vlan, int) or not 1 <= vlan <= 4094):
+            raise ScenarioError(f"{path}: guest {name!r} vlan must be 1-4094")
+        guests.append(GuestSpec(name, kernel, str(g.get("cmdline", "")), int(g.get("mem", 32)), disks, vlan, mac))
     if not guests:
         raise ScenarioError(f"{path}: no [[guest]] defined")
     names = [g.name for g in guests]
