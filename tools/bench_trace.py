@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Recording overhead and trace size: run each kernel with and without `emu record`'s tap (docs/traces.md).
 
-    python tools/bench_trace.py                       # ata_dma, ata_pio, vmx_exits, cpu_events, pic_pit
+    python tools/bench_trace.py                       # ata_dma, demo (scenario), ata_pio, vmx_exits, cpu_events, pic_pit
     python tools/bench_trace.py ata_dma --repeat 5
 
 For each kernel (with the reference disk as primary master, as the goldens are recorded) it reports the best
-of --repeat wall-clock times of a plain run and of a recorded run (machine construction excluded, disk copies
-and the trace's gzip stream included), their ratio, the trace size and bytes per million instructions.
+of --repeat wall-clock times of a plain run and of a recorded run (machine construction excluded, the trace's
+gzip stream and final checkpoint included; for the scenario the whole host run, both ways), their ratio, the trace
+size and bytes per million guest instructions.
 Goals (issue 8): overhead under 1.5x, under 1 MiB per million instructions.
 """
 from __future__ import annotations
@@ -26,11 +27,41 @@ from emu.trace.events import MachineTap  # noqa: E402
 from emu.trace.session import Recorder, build_machine, disk_copies, make_header  # noqa: E402
 from emu.trace.writer import TraceWriter  # noqa: E402
 
-DEFAULT = ("ata_dma", "ata_pio", "vmx_exits", "cpu_events", "pic_pit")
+DEFAULT = ("ata_dma", "demo", "ata_pio", "vmx_exits", "cpu_events", "pic_pit")
+
+
+class _Null:
+    def on_event(self, *args) -> None:
+        pass
+
+    def checkpoint(self, *args) -> None:
+        pass
+
+
+def scenario_run(name: str, trace: str | None) -> tuple[float, int, int]:
+    """(seconds, guest instructions, trace bytes) of the scenario ``name`` run by the host (taps only when recording)."""
+    from emu.hypervisor.host import Host
+    from emu.hypervisor.scenario import load
+    from emu.trace.scenario import record_scenario
+
+    path = goldens.SCENARIOS[name]
+    t0 = time.perf_counter()
+    if trace is None:
+        host = Host(load(ROOT / path))
+        summary = host.run()
+        host.close()
+        size = 0
+    else:
+        summary = record_scenario(path, trace, base=ROOT).result
+        size = os.path.getsize(trace)
+    dt = time.perf_counter() - t0
+    return dt, sum(g["icount"] for g in summary["guests"].values()), size
 
 
 def one_run(name: str, trace: str | None) -> tuple[float, int, int]:
     """(seconds, instructions, trace bytes) of one run of kernel ``name``."""
+    if name in goldens.SCENARIOS:
+        return scenario_run(name, trace)
     spec = goldens.golden_spec(name)
     with disk_copies(spec, ROOT) as copies:
         m = build_machine(spec, copies, ROOT, lambda b: None)

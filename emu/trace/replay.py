@@ -40,9 +40,9 @@ class Divergence:
     actual: Optional[dict]
     before: list[dict]
     expected_after: list[dict]
-    actual_regs: Optional[dict] = None
-    expected_regs: Optional[dict] = None
-    expected_regs_icount: Optional[int] = None
+    actual_regs: Optional[dict] = None          # at the divergence
+    expected_checkpoint: Optional[dict] = None  # the next recorded checkpoint of the diverging guest
+    actual_checkpoint: Optional[dict] = None    # the replay's next checkpoint of that guest (the run goes on to it)
 
     def report(self) -> str:
         """Multi-line human report."""
@@ -67,16 +67,17 @@ class Divergence:
             regs = text.register_differences(self.expected["regs"], self.actual["regs"])
             lines.append("  registers recorded with the event: " + ("identical" if not regs else ""))
             lines += [f"    {r}" for r in regs]
-        if self.actual_regs is not None and self.expected_regs is not None:
-            same_point = self.expected_regs_icount == self.icount
-            where = ("at the divergence" if same_point else
-                     f"actual at icount {self.icount} vs expected at the next checkpoint, icount "
-                     f"{self.expected_regs_icount}")
-            regs = text.register_differences(self.expected_regs, self.actual_regs)
-            lines.append(f"  registers ({where}): " + ("identical" if not regs else ""))
-            lines += [f"    {r}" for r in regs]
-        elif self.actual_regs is not None:
-            lines.append(f"  registers (actual at icount {self.icount}; the trace has no later checkpoint):")
+        exp_cp, act_cp = self.expected_checkpoint, self.actual_checkpoint
+        is_cp = self.actual is not None and self.actual.get("kind") == Kind.CHECKPOINT.value
+        if exp_cp is not None and act_cp is not None and not is_cp:
+            diffs = text.checkpoint_differences(exp_cp, act_cp)
+            lines.append(f"  state at the next checkpoint (expected at icount {exp_cp.get('icount')}, actual at icount "
+                         f"{act_cp.get('icount')}): " + ("identical" if not diffs else ""))
+            lines += [f"    {d}" for d in diffs if not d.startswith("taken at")]
+        elif exp_cp is None and not is_cp:
+            lines.append("  (the trace records no checkpoint of this guest after the divergence)")
+        if self.actual_regs is not None:
+            lines.append(f"  registers of the replay at the divergence (icount {self.icount}):")
             lines.append("    " + " ".join(f"{k}={v:#x}" for k, v in self.actual_regs.items()))
         return "\n".join(lines)
 
@@ -116,10 +117,16 @@ class Comparator:
         self.history: deque = deque(maxlen=context)
         self.compared = 0
         self.divergence: Optional[Divergence] = None
+        self._draining: Optional[str] = None
+        """After a divergence the run goes on to the diverging guest's next checkpoint, to compare states."""
 
     def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
         """Compare one actual event with the next expected record."""
         if self.divergence is not None:
+            if self._draining == guest and kind == Kind.CHECKPOINT.value:
+                self.divergence.actual_checkpoint = make_event(kind, icount, guest, fields)
+                self._draining = None
+                self._stop()
             return
         actual = make_event(kind, icount, guest, fields)
         expected = next(self.expected, None)
@@ -148,25 +155,26 @@ class Comparator:
 
     def _diverged(self, expected: Optional[dict], actual: Optional[dict], icount: int) -> None:
         after = list(itertools.islice(self.expected, self.context))
-        exp_regs = exp_icount = None
-        if expected is not None and expected.get("kind") == Kind.CHECKPOINT.value:
-            exp_regs, exp_icount = expected.get("regs"), expected.get("icount")
-        else:
+        guest = (actual or expected or {}).get("guest")
+        exp_cp = None
+        if not (expected is not None and expected.get("kind") == Kind.CHECKPOINT.value):
             for rec in itertools.chain(after, self.expected):
-                if rec.get("kind") == Kind.CHECKPOINT.value:
-                    exp_regs, exp_icount = rec.get("regs"), rec.get("icount")
+                if rec.get("kind") == Kind.CHECKPOINT.value and rec.get("guest") == guest:
+                    exp_cp = rec
                     break
-        machine = self.machines.get((actual or expected or {}).get("guest"), self.machine)
-        if actual is not None and actual.get("kind") == Kind.CHECKPOINT.value:
-            act_regs = actual.get("regs")
-        else:
+        machine = self.machines.get(guest, self.machine)
+        act_regs = None
+        if actual is not None and actual.get("kind") != Kind.CHECKPOINT.value and machine is not None:
             try:
-                act_regs = registers(machine) if machine is not None else None
+                act_regs = registers(machine)
             except Exception:
                 act_regs = None
         self.divergence = Divergence(self.compared + 1, icount, expected, actual, list(self.history), after,
-                                     act_regs, exp_regs, exp_icount)
-        self._stop()
+                                     act_regs, exp_cp)
+        if exp_cp is not None and actual is not None:
+            self._draining = guest        # run on to this guest's next checkpoint (bounded by the budget)
+        else:
+            self._stop()
 
     def _stop(self) -> None:
         from emu.machine import EndReason, RunResult
@@ -235,9 +243,8 @@ def replay(path: str | os.PathLike[str], base: Optional[Path] = None, force: boo
             comparator = Comparator(expected, machine, context)
             tap = MachineTap(machine, comparator, spec.checkpoint_every)
             result = machine.run(max_insns=budget)
-            if comparator.divergence is None:
-                tap.finish(result)
-                comparator.finish_expected()
+            tap.finish(result)                # also the checkpoint a divergence report waits for
+            comparator.finish_expected()
         finally:
             machine.close()
             expected.close()
