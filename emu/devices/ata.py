@@ -257,6 +257,26 @@ class AtaDrive:
         if self.st.identify:
             set_identify_size(self.st.identify, self.st.sectors)
 
+    def insert(self, backing: Any, read_only: bool = True) -> None:
+        """Hot-plug a disk into an empty position (the management-partition mount of patent FIG. 3); the
+        drive then answers like one present from power-on (IDENTIFY data is built on first use)."""
+        if self.st.present:
+            raise EmuError(f"{self.channel.name}: unit {self.unit} already has a drive")
+        self.st.present = True
+        self.st.identify = bytearray()
+        self.attach(backing, read_only=read_only)
+        sector0 = backing.read(0, 1) if backing.sectors else b""
+        self.geometry = guess_geometry(backing.sectors, sector0)
+        self.reset()
+
+    def eject(self) -> Any:
+        """Undo :meth:`insert`: the position is empty again; returns the disk (refused while busy)."""
+        backing = self.detach()
+        self.st.present = False
+        self.st.identify = bytearray()
+        self.reset()
+        return backing
+
     def detach(self) -> Any:
         """Take the disk away (trap handler remap); refused while a command or DMA is in progress."""
         if self.busy or self.channel.dma_busy():

@@ -183,8 +183,10 @@ class Host:
                                  "message": state.result.message, "status": state.result.status})
                     continue
                 result = machine.run(max_insns=quantum, yield_on_halt=True)
-                if result.reason not in (EndReason.MAX_INSNS, EndReason.IDLE):
+                self.trap.poll()
+                if result.reason not in (EndReason.MAX_INSNS, EndReason.IDLE, EndReason.STOPPED):
                     state.result = result
+                    self.trap.poll()
                     self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
                                  "message": result.message, "status": result.status})
         for state in self.guests.values():

@@ -75,6 +75,8 @@ class Scenario:
     seed: int = 1
     max_insns: int = 500_000_000
     pcap: Optional[Path] = None
+    where: str = "monitor"
+    deadline_insns: int = 50_000_000
 
     def guest(self, name: str) -> GuestSpec:
         """The guest called ``name``."""
@@ -93,7 +95,7 @@ _KEYS = {
     "guest": {"name", "kernel", "cmdline", "mem", "disks", "vlan", "mac"},
     "trap": {"guest", "reasons", "validate", "disk"},
     "policy": {"kind", "interval_ns", "count"},
-    "validation": {"baseline", "where"},
+    "validation": {"baseline", "where", "deadline_insns"},
     "restrictions": {"on_findings", "quarantine_vlan", "deny_ports", "revoke_hypercalls", "lift_when_clean"},
 }
 
@@ -186,8 +188,10 @@ def load(path: str | Path) -> Scenario:
     if validation is None:
         raise ScenarioError(f"{path}: [validation] section missing")
     _check_keys(path, "validation", validation)
-    if validation.get("where", "monitor") != "monitor":
-        raise ScenarioError(f"{path}: [validation] where={validation['where']!r} is not supported yet (only 'monitor')")
+    where = str(validation.get("where", "monitor"))
+    if where != "monitor" and not (where.startswith("guest:") and where[6:] in names):
+        raise ScenarioError(f"{path}: [validation] where must be 'monitor' or 'guest:NAME' of a defined guest "
+                            f"(got {where!r})")
     baseline = _file(path, _req(path, validation, "validation", "baseline", str), "baseline")
     rest = data.get("restrictions", {})
     _check_keys(path, "restrictions", rest)
@@ -201,6 +205,8 @@ def load(path: str | Path) -> Scenario:
                         int(host.get("quantum", 50_000)), int(host.get("jitter", 0)), int(host.get("seed", 1)),
                         int(host.get("max_insns", 500_000_000)),
                         (path.parent / host["pcap"]).resolve() if "pcap" in host else None)
+    scenario.where = where
+    scenario.deadline_insns = int(validation.get("deadline_insns", 50_000_000))
     if scenario.quantum <= 0 or scenario.jitter < 0:
         raise ScenarioError(f"{path}: [host] quantum must be positive and jitter not negative")
     _check_baseline_matches(scenario, target)

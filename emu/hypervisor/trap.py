@@ -98,6 +98,12 @@ class TrapHandler:
         self.trap_log: list[tuple[int, int]] = []   # (exit number, host ns) of every trapped exit
         from emu.integrity.baseline import Baseline
         self.baseline = Baseline.load(scenario.baseline)
+        self.guestval = None
+        if scenario.where.startswith("guest:"):
+            from emu.hypervisor.guestval import GuestValidator
+            self.guestval = GuestValidator(host.machines[scenario.where[6:]], self.baseline, scenario.deadline_insns,
+                                           self._guest_done)
+        self._window: Optional[tuple[Any, Any, int, float]] = None
 
     # --- 310 --------------------------------------------------------------
     def on_exit(self, machine, exit_) -> None:
@@ -107,6 +113,8 @@ class TrapHandler:
         target = self.host.machines[self.scenario.trap.validate]
         if target.end is not None:
             return  # the guest to validate has ended: nothing runs on its disk any more
+        if self.guestval is not None and self.guestval.busy:
+            return  # a management-guest window is open
         self.trapped += 1
         now_ns = self.host.time_ns()
         self.trap_log.append((self.trapped, now_ns))
@@ -141,6 +149,9 @@ class TrapHandler:
         started = time.perf_counter()
         channel, unit = self.host.disk_position(target, self.scenario.trap.disk)
         drive = channel.drives[unit]
+        if self.guestval is not None:
+            self._mount_in_guest(machine, target, drive, exit_, now_ns, started)
+            return
         backing = drive.detach()                       # 340: the guest loses its disk
         self.host.detached.add(target.name)
         self.emit(TrapEvent(Block.REMAP, target.name, target.cpu.vtime,
@@ -152,18 +163,61 @@ class TrapHandler:
         finally:
             drive.attach(backing)                      # 360: the disk comes back
             self.host.detached.discard(target.name)
+        self._conclude(machine.name, exit_.icount, target, findings, now_ns, started)
+
+    def _conclude(self, trapper: str, icount: int, target, findings, now_ns: int, started: float,
+                  by: str = "monitor", error: Optional[str] = None) -> None:
+        """Blocks 410 (the result), 420, 360 and 370, for both the monitor's and a guest's analysis."""
         self.validations += 1
         self.last_validation_ns = now_ns
-        result = {"validation": self.validations, "clean": findings.clean, "findings": findings.to_json()["findings"],
-                  "counts": findings.counts()}
+        result = {"validation": self.validations, "clean": findings.clean and error is None,
+                  "findings": findings.to_json()["findings"], "counts": findings.counts(), "by": by, "error": error}
         self.results.append(result)
         self.emit(TrapEvent(Block.ANALYSIS, target.name, target.cpu.vtime,
-                            {"clean": findings.clean, "counts": findings.counts(),
-                             "summary": [" ".join(f.to_text().split()) for f in findings]}))
-        self._restrict(target, findings)
+                            {"clean": result["clean"], "counts": findings.counts(), "by": by, "error": error,
+                             "summary": [" ".join(f.to_text().split()) for f in findings]
+                             + ([f"failed: {error}"] if error else [])}))
+        if error is None:
+            self._restrict(target, findings)
         self.emit(TrapEvent(Block.REMAP_BACK, target.name, target.cpu.vtime, {"disk": self.scenario.trap.disk}))
-        self.emit(TrapEvent(Block.SCHEDULE, machine.name, exit_.icount, {"guests": self.host.schedulable()}))
+        self.emit(TrapEvent(Block.SCHEDULE, trapper, icount, {"guests": self.host.schedulable()}))
         self.pauses.append((time.perf_counter() - started, 0))
+
+    # --- the management-guest variant (patent FIG. 3) ---------------------------------------
+    def _mount_in_guest(self, machine, target, drive, exit_, now_ns: int, started: float) -> None:
+        """Blocks 340/350: remap the disk read-only into the management guest; it reports by hypercalls."""
+        validator = self.guestval.validator
+        job = self.guestval.mount(target, drive)
+        self.host.detached.add(target.name)
+        self.emit(TrapEvent(Block.REMAP, target.name, target.cpu.vtime,
+                            {"disk": self.scenario.trap.disk, "to": f"guest:{validator.name}", "read_only": True,
+                             "position": "secondary master", "job": job.job_id}))
+        self.emit(TrapEvent(Block.UNMOUNT_CHECK, target.name, target.cpu.vtime,
+                            {"unmount": False, "why": "the guest keeps its mount; the validator sees a read-only copy "
+                                                      "and the guest is not scheduled until the disk comes back"}))
+        self._window = (machine.name, exit_.icount, now_ns, started)
+
+    def _guest_done(self, job) -> None:
+        """The management guest unmounted (or the deadline passed): blocks 355, 410, 420, 360, 370."""
+        from emu.integrity.findings import Findings
+        trapper, icount, now_ns, started = self._window
+        self._window = None
+        target = job.target
+        self.host.detached.discard(target.name)
+        self.emit(TrapEvent(Block.UNMOUNT, target.name, target.cpu.vtime,
+                            {"job": job.job_id, "validator_insns": self.guestval.validator.cpu.icount - job.started}))
+        findings = job.findings if job.findings is not None else Findings()
+        self._conclude(trapper, icount, target, findings, now_ns, started, by=f"guest:{self.guestval.validator.name}",
+                       error=job.error)
+
+    def poll(self) -> None:
+        """Called by the host between slices: enforce the management guest's deadline."""
+        if self.guestval is not None:
+            validator = self.guestval.validator
+            if validator.end is not None:
+                self.guestval.abort(f"management guest ended ({validator.end.message})")
+            else:
+                self.guestval.check_deadline()
 
     def _restrict(self, target, findings) -> None:
         """Block 420: apply the policy's restrictions on findings; lift them on a clean result if asked."""
