@@ -13,6 +13,7 @@ from typing import Optional
 from emu import EmuError
 from emu.devices.ata import AtaChannel
 from emu.devices.bmdma import BusMasterIde
+from emu.devices.pc_ide import PcIde
 from emu.devices.pci import PciHost
 from emu.devices.pic import Pic8259Pair
 from emu.devices.piix import PcPciFunctions
@@ -20,8 +21,6 @@ from emu.devices.pit import Pit8254
 from emu.devices.sysctl import SystemControlPortB
 
 IRQ_PIT, IRQ_IDE0, IRQ_IDE1 = 0, 14, 15
-PCI_COMMAND = 0x04
-PCI_COMMAND_MASTER = 0x04
 
 
 @dataclass
@@ -45,35 +44,21 @@ def build(machine, disks: list[str], read_only: bool = False) -> Platform:
     pic = Pic8259Pair()
     pit = Pit8254(machine.clock, pic.irq_line(IRQ_PIT))
     port61 = SystemControlPortB(pit)
-    pci = PciHost()
-    functions = PcPciFunctions(pci, qemu_defaults=False)   # what the reference (QEMU -nodefaults) presents
-    images: list[Optional[DiskImage]] = []
+    if len(disks) > 4:
+        raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    images: list[DiskImage] = []
     for path in disks:
         images.append(DiskImage(path, read_only=read_only))
+        machine._closers.insert(0, images[-1].flush)
         machine._closers.append(images[-1].close)
-    images += [None] * (4 - len(images))
-    if len(images) > 4:
-        raise EmuError("at most 4 disks (primary/secondary, master/slave)")
-    ide0 = AtaChannel(True, pic.irq_line(IRQ_IDE0), images[0], images[1], read_only, read_only)
-    ide1 = AtaChannel(False, pic.irq_line(IRQ_IDE1), images[2], images[3], read_only, read_only)
-    ide_fn = functions.ide
-    bmdma = BusMasterIde((ide0, ide1), machine.cpu, machine.clock,
-                         bus_master_enabled=lambda: bool(ide_fn.config_read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER))
+    ide = PcIde(bus, machine.cpu, machine.clock, irq14=pic.irq_line(IRQ_IDE0), irq15=pic.irq_line(IRQ_IDE1),
+                disks=images, read_only=[read_only] * len(images), qemu_defaults=False)  # the reference: -nodefaults
     for dev in (pic, pit, port61):
         machine.add_device(dev)
-    for dev in (pci, ide0, ide1):
-        dev.map(bus)
+    for dev in ide.devices:
         machine.devices[dev.name] = dev
-    bmdma.map(bus, ide_fn.bar4_base)
-    ide_fn.on_bar4_change = lambda old, new: bmdma.remap(bus, old, new)
-    machine.devices[bmdma.name] = bmdma
-    for fn in functions.host.functions.values():
-        machine.devices[fn.name] = fn
-    for image in images:
-        if image is not None:
-            machine._closers.insert(0, image.flush)
     seabios_leftovers(bus)
-    return Platform(pic, pit, port61, pci, functions, (ide0, ide1), bmdma)
+    return Platform(pic, pit, port61, ide.pci, ide.functions, ide.channels, ide.bmdma)
 
 
 # What QEMU 7.2 + SeaBIOS leave programmed for a multiboot kernel (measured under QEMU):
