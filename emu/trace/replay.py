@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 from emu.trace.events import MachineTap, registers
 from emu.trace.format import Kind, TraceError, make_event
 from emu.trace.reader import TraceReader
-from emu.trace.session import RunSpec, build_machine, disk_copies, sha256_file
+from emu.trace.session import RunSpec, apply_vmx_controls, build_machine, disk_copies, sha256_file
 from emu.trace import text
 
 DEFAULT_CONTEXT = 4
@@ -240,6 +240,7 @@ def replay(path: str | os.PathLike[str], base: Optional[Path] = None, force: boo
     with disk_copies(spec, base) as copies:
         machine = build_machine(spec, copies, base, console or (lambda b: None))
         try:
+            apply_vmx_controls(machine, header["config"].get("vmx_controls"))
             comparator = Comparator(expected, machine, context)
             tap = MachineTap(machine, comparator, spec.checkpoint_every)
             result = machine.run(max_insns=budget)

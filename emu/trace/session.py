@@ -82,7 +82,42 @@ def _input_record(role: str, guest: str, path: str, base: Path, **extra) -> dict
     return {"role": role, "guest": guest, "path": path, "sha256": digest, "bytes": size, **extra}
 
 
-def make_header(spec: RunSpec, base: Path, disk_mode: str = DISK_COPY, tool: str = "emu record") -> dict:
+def vmx_controls(machine) -> Optional[dict]:
+    """The machine's VM-execution controls as JSON values (bitmaps as hex, null when all zero); None without VMX."""
+    import dataclasses
+
+    controls = getattr(getattr(machine, "vmx", None), "controls", None)
+    if controls is None or not dataclasses.is_dataclass(controls):
+        return None
+    out = {}
+    for f in dataclasses.fields(controls):
+        value = getattr(controls, f.name)
+        if isinstance(value, (bytes, bytearray)):
+            out[f.name] = value.hex() if any(value) else None
+        elif isinstance(value, tuple):
+            out[f.name] = [int(v) for v in value]
+        else:
+            out[f.name] = int(value)
+    return out
+
+
+def apply_vmx_controls(machine, state: Optional[dict]) -> None:
+    """Set the machine's VM-execution controls to a state recorded by :func:`vmx_controls`."""
+    controls = getattr(getattr(machine, "vmx", None), "controls", None)
+    if not state or controls is None:
+        return
+    for name, value in state.items():
+        current = getattr(controls, name, None)
+        if isinstance(current, bytearray):
+            setattr(controls, name, bytearray(bytes.fromhex(value)) if value else bytearray(len(current)))
+        elif isinstance(current, tuple):
+            setattr(controls, name, tuple(value))
+        elif current is not None:
+            setattr(controls, name, type(current)(value))
+
+
+def make_header(spec: RunSpec, base: Path, disk_mode: str = DISK_COPY, tool: str = "emu record",
+                controls: Optional[dict] = None) -> dict:
     """The header record: format, emu version, every input with its SHA-256, and the configuration."""
     inputs = [_input_record("kernel", spec.name, spec.kernel, base)]
     for slot, disk in enumerate(spec.disks):
@@ -96,7 +131,7 @@ def make_header(spec: RunSpec, base: Path, disk_mode: str = DISK_COPY, tool: str
                     "disks": list(spec.disks), "disks_read_only": spec.disks_read_only}],
         "config": {"max_insns": spec.max_insns, "checkpoint_every": spec.checkpoint_every,
                    "clock": {"hz": spec.clock.hz, "cycles_per_insn": spec.clock.cycles_per_insn},
-                   "disk_mode": disk_mode},
+                   "disk_mode": disk_mode, "vmx_controls": controls},
     }
 
 
@@ -187,11 +222,10 @@ def record(spec: RunSpec, out: str | os.PathLike[str], base: Optional[Path] = No
            console: Optional[Callable[[int], None]] = None) -> RecordResult:
     """Run ``spec`` (disks as private copies) and write its trace to ``out``; ``console`` gets guest bytes."""
     base = Path(base or os.getcwd())
-    header = make_header(spec, base)
     with disk_copies(spec, base) as copies:
         machine = build_machine(spec, copies, base, console or (lambda b: None))
         try:
-            writer = TraceWriter(out, header)
+            writer = TraceWriter(out, make_header(spec, base, controls=vmx_controls(machine)))
             try:
                 recorder = Recorder(writer)
                 tap = MachineTap(machine, recorder, spec.checkpoint_every)
@@ -213,7 +247,8 @@ class Recording:
         self.spec = RunSpec(kernel=cfg.kernel, disks=list(cfg.disks), mem_mib=cfg.mem_mib, cmdline=cfg.cmdline,
                             max_insns=max_insns, disks_read_only=cfg.disks_read_only, clock=cfg.clock,
                             name=cfg.name, checkpoint_every=checkpoint_every)
-        header = make_header(self.spec, Path(os.getcwd()), disk_mode, tool="emu run --record")
+        header = make_header(self.spec, Path(os.getcwd()), disk_mode, tool="emu run --record",
+                             controls=vmx_controls(machine))
         self.writer = TraceWriter(out, header)
         self.recorder = Recorder(self.writer)
         self.tap = MachineTap(machine, self.recorder, checkpoint_every)

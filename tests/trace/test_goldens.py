@@ -71,14 +71,18 @@ def test_scenario_golden_names_its_inputs():
     assert kinds["guest_end"] == 2 and kinds["end"] == 1
 
 
-def test_scenario_replay_stops_at_a_changed_validation(monkeypatch):
+def test_scenario_replay_stops_at_a_changed_validation(monkeypatch, tmp_path):
     """The validator changed in-process (tampering goes unseen): replay stops at the first validation with findings."""
     import emu.integrity as integrity
     from emu.integrity.findings import Findings
 
-    path = goldens.golden_path("demo")
-    if not path.exists():
-        pytest.skip("no demo scenario golden")
+    from emu.trace.scenario import record_scenario
+
+    scenario = goldens.SCENARIOS["demo"]
+    if not (ROOT / scenario).exists():
+        pytest.skip("no demo scenario")
+    path = tmp_path / "demo.trace"
+    record_scenario(scenario, path, base=ROOT)
     monkeypatch.setattr(integrity, "validate", lambda *a, **k: Findings())
     result = replay(path, base=ROOT)
     d = result.divergence

@@ -186,3 +186,25 @@ def test_missing_input_is_refused(work, tmp_path):
     (base / "hello.elf").unlink()
     with pytest.raises(TraceError, match="replay refused: kernel hello.elf is missing"):
         replay(base / "t.trace", base=base)
+
+
+def test_run_record_helper_with_exit_logging_controls(work, tmp_path):
+    """`emu run --record` attaches a Recording to the machine it built; the VMX controls it set are replayed."""
+    from emu.machine import Machine, MachineConfig
+    from emu.trace.session import Recording, in_directory
+
+    base, _spec = fresh(work, tmp_path, "hello")
+    with in_directory(base):
+        m = Machine(MachineConfig(kernel="hello.elf"), console=lambda b: None)
+        from emu.vmx.controls import PrimaryControls
+        m.vmx.controls.primary |= PrimaryControls.UNCONDITIONAL_IO | PrimaryControls.HLT
+        rec = Recording(m, "t.trace")
+        result = m.run()
+        rec.finish(result)
+        m.close()
+    trace = TraceReader(base / "t.trace")
+    assert trace.header["config"]["disk_mode"] == "in-place" and trace.header["config"]["vmx_controls"]["primary"]
+    kinds = trace.counts()
+    assert kinds["vmexit"] >= kinds["io"] > 100          # every port access is also a VM exit now
+    result = replay(base / "t.trace", base=base)
+    assert result.ok, result.report()
