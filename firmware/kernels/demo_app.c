@@ -3,9 +3,10 @@
  * sequence. Every `log` ticks it rewrites one 32-byte line of /LOG/APP.LOG; every `save` ticks it rewrites the whole
  * of /VAR/STATE.BIN; every `check` ticks it reads /BIN/APP.EXE by DMA and prints its FNV-1a hash; at tick `tamper`
  * it rewrites /ETC/NET.CFG (VLAN=<vlan>); it exits 0 after `ticks` ticks. Every `busyint` ticks it also runs `busy`
- * steps of work with interrupts disabled (a window where IF=0).
+ * steps of work with interrupts disabled (a window where IF=0). With an NE2000 at 0x300 it also broadcasts a status
+ * frame every `status` ticks (demo_net.h); without one it does and prints nothing more.
  * Multiboot command line (the defaults): "hz=1000 ticks=400 log=50 save=100 check=100 tamper=0 vlan=99 busy=5000
- * busyint=10" (0 = never for log, save, check, tamper and busyint). Everything it prints and writes is a function of its own tick count,
+ * busyint=10 status=20" (0 = never for log, save, check, tamper, busyint and status). Everything it prints and writes is a function of its own tick count,
  * so QEMU (whose PIT runs in real time) and emu give the same transcript and the same final disk.
  * The disk: fixtures/demo/ (docs/demo-firmware.md).
  */
@@ -13,6 +14,7 @@
 #include "demo_common.h"
 #include "demo_ide.h"
 #include "demo_fat16.h"
+#include "demo_net.h"
 
 #define NETCFG_PATH "/ETC/NET.CFG"
 #define LOG_PATH "/LOG/APP.LOG"
@@ -41,13 +43,17 @@ static uint8_t state[BIG_FILE_MAX] __attribute__((aligned(512)));
 static struct fat16 fs;
 static struct fat_file f_netcfg, f_log, f_app, f_state;
 
+static struct ne2k nic;
+static uint8_t status_buf[DEMO_FRAME_MAX];
+
 struct params {
-    uint32_t hz, ticks, log, save, check, tamper, vlan, busy, busyint;
+    uint32_t hz, ticks, log, save, check, tamper, vlan, busy, busyint, status;
 };
 
 static struct {
     uint32_t log_writes, saves, checks, tampered;
     uint32_t busy_state, busy_sum;
+    uint32_t nic_up, status_sent;
 } st;
 
 static int disk_read(uint32_t lba, uint32_t count, void *buf) { return ide_dma(lba, count, buf, 0); }
@@ -263,6 +269,24 @@ static void busy(const struct params *p)
     st.busy_sum = sum;
 }
 
+/* Status frame n: broadcast "app seq=n tick=T log=L ok|tampered" (demo_net.h). Prints nothing: the management
+ * guest prints what it receives. */
+static void send_status(uint32_t tick)
+{
+    char text[80];
+    char *o = put_str(text, "app seq=");
+    o = put_dec(o, st.status_sent + 1, 1);
+    o = put_str(o, " tick=");
+    o = put_dec(o, tick, 1);
+    o = put_str(o, " log=");
+    o = put_dec(o, st.log_writes, 1);
+    o = put_str(o, st.tampered ? " tampered" : " ok");
+    *o = 0;
+    uint16_t len = demo_status_frame(status_buf, nic.mac, st.status_sent + 1, text);
+    ne2k_send(&nic, status_buf, len);
+    st.status_sent++;
+}
+
 static void on_tick(const struct params *p, uint32_t tick)
 {
     if (p->busyint && tick % p->busyint == 0)
@@ -275,6 +299,8 @@ static void on_tick(const struct params *p, uint32_t tick)
         tamper(p, tick);
     if (p->check && tick % p->check == 0)
         check(tick);
+    if (st.nic_up && tick % p->status == 0)
+        send_status(tick);
 }
 
 void kmain(struct multiboot_info *mbi)
@@ -290,6 +316,7 @@ void kmain(struct multiboot_info *mbi)
         .vlan = demo_cmdline_uint(line, "vlan", 99),
         .busy = demo_cmdline_uint(line, "busy", 5000),
         .busyint = demo_cmdline_uint(line, "busyint", 10),
+        .status = demo_cmdline_uint(line, "status", 20),
     };
     if (p.hz == 0 || p.hz > 10000)
         p.hz = 1000;
@@ -321,6 +348,11 @@ void kmain(struct multiboot_info *mbi)
     printf("net.cfg: ");
     print_config_value(netcfg, f_netcfg.size, "VLAN");
     printf("\n");
+    if (p.status && demo_net_init(&nic, 0) == 0) {
+        st.nic_up = 1;
+        printf("net: NE2000 at %x, mac %02x:%02x:%02x:%02x:%02x:%02x, status frame every %u ticks\n", DEMO_NE_IO,
+               nic.mac[0], nic.mac[1], nic.mac[2], nic.mac[3], nic.mac[4], nic.mac[5], p.status);
+    }
 
     uint32_t done = 0, seen = 0;
     while (done < p.ticks) {
@@ -334,5 +366,7 @@ void kmain(struct multiboot_info *mbi)
            st.log_writes, st.saves, st.checks, st.tampered ? "done" : "not done", st.busy_sum);
     printf("ide: %u commands, %u sectors read, %u written, %u irqs\n", ide0.commands, ide0.sectors_read,
            ide0.sectors_written, ide0.irqs);
+    if (st.nic_up)
+        printf("net: %u status frames sent\n", st.status_sent);
     exit(EXIT_OK);
 }
