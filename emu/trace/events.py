@@ -382,6 +382,9 @@ class MachineTap:
                 sites[(site.pc, site.length)] = known
             return known[0], site.length, known[1], site.icount
 
+        fast = getattr(self.observer, "record_io", None)   # the Recorder's shortcut (same bytes)
+        guest = self.guest
+
         def on_in(port: int, size: int) -> int:
             rip, length, flags, icount = site_of(True)
             stack.append([])
@@ -391,9 +394,12 @@ class MachineTap:
             finally:
                 inner = stack.pop()
                 icounts.pop()
-            emit(Kind.IO.value, {"op": "in", "port": port, "size": size, "rip": rip, "insn_len": length,
-                                 "qualification": flags | IOQ_IN | size_bits.get(size, 0) | (port & 0xFFFF) << 16,
-                                 "value": value}, icount)
+            qual = flags | IOQ_IN | size_bits.get(size, 0) | (port & 0xFFFF) << 16
+            if fast is not None and not stack and icount < self.next_checkpoint and type(value) is int:
+                fast(icount, guest, "in", port, size, rip, length, qual, value)
+            else:
+                emit(Kind.IO.value, {"op": "in", "port": port, "size": size, "rip": rip, "insn_len": length,
+                                     "qualification": qual, "value": value}, icount)
             for kind, ic, fields in inner:
                 emit(kind, fields, ic)
             return value
@@ -407,9 +413,12 @@ class MachineTap:
             finally:
                 inner = stack.pop()
                 icounts.pop()
-            emit(Kind.IO.value, {"op": "out", "port": port, "size": size, "rip": rip, "insn_len": length,
-                                 "qualification": flags | size_bits.get(size, 0) | (port & 0xFFFF) << 16,
-                                 "value": value}, icount)
+            qual = flags | size_bits.get(size, 0) | (port & 0xFFFF) << 16
+            if fast is not None and not stack and icount < self.next_checkpoint and type(value) is int:
+                fast(icount, guest, "out", port, size, rip, length, qual, value)
+            else:
+                emit(Kind.IO.value, {"op": "out", "port": port, "size": size, "rip": rip, "insn_len": length,
+                                     "qualification": qual, "value": value}, icount)
             for kind, ic, fields in inner:
                 emit(kind, fields, ic)
 

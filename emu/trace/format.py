@@ -137,8 +137,14 @@ def encode_io(icount: int, guest: str, fields: dict) -> bytes | None:
     if not (type(icount) is int and type(port) is int and type(size) is int and type(qual) is int
             and type(value) is int):
         return None
+    return io_line(icount, guest, op, port, size, rip, length, qual, value)
+
+
+def io_line(icount: int, guest: str, op: str, port: int, size: int, rip: int | None, insn_len: int | None,
+            qualification: int, value: int) -> bytes:
+    """The encoded ``io`` record (ints must be ints, ``op`` "in"/"out"): what :func:`encode` would give."""
     g = _GUEST_JSON.get(guest)
     if g is None:
         g = _GUEST_JSON[guest] = _ENCODER.encode(guest)
-    return (_IO_TEMPLATE % (g, icount, "null" if length is None else length, op, port, qual,
+    return (_IO_TEMPLATE % (g, icount, "null" if insn_len is None else insn_len, op, port, qualification,
                             "null" if rip is None else rip, size, value)).encode("ascii")

@@ -22,7 +22,7 @@ import emu
 from emu import EmuError
 from emu.clock import ClockSpec
 from emu.trace.events import DEFAULT_CHECKPOINT_EVERY, MachineTap
-from emu.trace.format import FORMAT_VERSION, Kind, TraceError, encode_io, make_event
+from emu.trace.format import FORMAT_VERSION, Kind, TraceError, encode_io, io_line, make_event
 from emu.trace.writer import TraceWriter
 
 DISK_COPY = "copy"
@@ -160,6 +160,13 @@ class Recorder:
         fields["icount"] = icount
         fields["guest"] = guest
         self.writer.write(fields)
+
+    def record_io(self, icount: int, guest: str, op: str, port: int, size: int, rip, insn_len, qualification: int,
+                  value: int) -> None:
+        """Fast path for an ``io`` record (the tap calls it when the observer has it): same bytes as on_event."""
+        self.counts["io"] += 1
+        self.last_icount = icount
+        self.writer.write_line(io_line(icount, guest, op, port, size, rip, insn_len, qualification, value))
 
     def checkpoint(self, icount: int, guest: str, digest_fields: dict) -> None:
         """Write a checkpoint record."""
