@@ -169,11 +169,15 @@ class Machine:
         if not vmx.observers and ExitReason.IO_INSTRUCTION not in vmx.handlers:
             vmx.counts["IO_INSTRUCTION"] += 1     # nobody looks: the default handler (the device) needs no record
             return None
-        outcome = vmx.exit(vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION))
+        record = vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION)
+        outcome = vmx.exit(record)
         if isinstance(outcome, Inject):
             self._fault_at_io(outcome.vector, outcome.error_code)
         elif outcome is Decision.STOP:
-            cpu.request_stop("vmexit")
+            if record.decoded.direction.name == "IN":
+                cpu.request_stop_after_element("vmexit")
+            else:
+                cpu.request_stop("vmexit")
         return outcome
 
     def _site_exit(self, reason: ExitReason) -> Outcome:

@@ -356,6 +356,14 @@ class Vcpu:
         self.st.pending_stop = 1
         self.uc.emu_stop()
 
+    def request_stop_after_element(self, reason: str) -> None:
+        """From an IN hook: end the run after this instruction, or after this element of a REP INS (the next
+        iteration is a new block entry, where the C hook stops).  ``uc.emu_stop`` inside INS would make Unicorn
+        roll the element back and read the device twice."""
+        self.stop_request = reason
+        self.st.pending_stop = 1
+        self.st.stop_flag = 1
+
     def _locate_io(self) -> Optional[IoSite]:
         """The IN/OUT instruction a hook runs for: the k-th I/O instruction of the current block.
 
@@ -486,6 +494,7 @@ class Vcpu:
             st.deadline_hit = 0
             st.rescan = 0
             st.pending_stop = 0
+            st.stop_flag = 0
             st.block_size = 0
             start = self.linear_pc()
             try:
@@ -555,6 +564,7 @@ class Vcpu:
         self.uc.ctl_remove_cache(pc, exit_at + 1)
         st.deadline = (1 << 64) - 1
         st.deadline_hit = 0
+        st.stop_flag = 0
         st.block_size = 0
         self._exact_target = target
         try:

@@ -147,3 +147,36 @@ def test_monitor_trap_flag_gives_one_exit_per_instruction(tmp_path):
     mtf = [e for e in exits if e.reason is ExitReason.MONITOR_TRAP_FLAG]
     assert len(mtf) == result.icount
     assert [e.icount for e in mtf] == list(range(1, result.icount + 1))
+
+
+def test_a_stop_decision_inside_rep_insd_stops_after_that_element(tmp_path):
+    """A handler that stops on the 5th element of the kernel's `rep insd`: the run ends with exactly four
+    elements stored; resuming finishes the transfer with no element read twice (same transcript as a free run)."""
+    from emu.vmx.monitor import Decision
+    img = tmp_path / "disk.img"
+    qemu_ref.make_reference_disk(img)
+    free_disk = tmp_path / "free.img"
+    qemu_ref.make_reference_disk(free_disk)
+    out_free = bytearray()
+    free = Machine(MachineConfig(kernel=str(FW / "vmx_exits.elf"), disks=[str(free_disk)]), console=out_free.append)
+    free.run(max_insns=50_000_000)
+    free.close()
+    out = bytearray()
+    m = Machine(MachineConfig(kernel=str(FW / "vmx_exits.elf"), disks=[str(img)]), console=out.append)
+    m.vmx.controls.primary |= PrimaryControls.UNCONDITIONAL_IO
+    seen = []
+
+    def handler(record, monitor):
+        if record.decoded.rep and record.decoded.direction.name == "IN":
+            seen.append(record.regs["ecx"])
+            if len(seen) == 5:
+                return Decision.STOP
+        return None
+    m.vmx.on(ExitReason.IO_INSTRUCTION, handler)
+    stopped = m.run(max_insns=50_000_000)
+    assert stopped.reason.value == "stopped"
+    assert m.cpu.reg("ecx") == seen[0] - 5          # five elements done, the sixth not started
+    result = m.run(max_insns=50_000_000)
+    m.close()
+    assert result.status == 1 and bytes(out) == bytes(out_free)
+    assert seen == list(range(seen[0], seen[0] - len(seen), -1))   # every element exactly once
