@@ -48,6 +48,7 @@ class TraceReader:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
+        self._file = os.path.abspath(self.path)     # a replay may change the working directory while streaming
         self.size = 0
         records = self._records()
         try:
@@ -65,7 +66,7 @@ class TraceReader:
     # --- low level ------------------------------------------------------------------
     def _open(self):
         try:
-            f = open(self.path, "rb")
+            f = open(self._file, "rb")
         except FileNotFoundError:
             raise TraceError(f"{self.path}: no such trace file") from None
         except IsADirectoryError:

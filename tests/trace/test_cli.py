@@ -99,3 +99,18 @@ def test_show_vm_exits_by_reason(base, capfd):
     assert len(lines) == 3 and all(" vmexit WRMSR " in line for line in lines)
     assert main(["trace", "show", "v.trace", "--reason", "32", "--json"]) == 0
     assert capfd.readouterr().out.count('"reason_name":"WRMSR"') == 3
+
+
+def test_replay_scenario_with_relative_trace_path(tmp_path, capfd, monkeypatch):
+    """A scenario replay changes directory while it streams the trace: a relative trace path still works."""
+    import os
+
+    scenario = ROOT / goldens.SCENARIOS["demo"]
+    if not scenario.exists():
+        pytest.skip("no demo scenario")
+    monkeypatch.chdir(ROOT)
+    out = os.path.relpath(tmp_path / "demo.trace", ROOT)
+    assert main(["record", goldens.SCENARIOS["demo"], "-o", out]) == 0
+    capfd.readouterr()
+    assert main(["replay", out]) == 0
+    assert "replay ok" in capfd.readouterr().out
