@@ -3,8 +3,8 @@
  * The card is probed where QEMU's ne2k_isa and emu's host put it (I/O base 0x300); with no card the port reads
  * all-ones (an empty ISA slot) and the guests leave the network alone. Neither guest uses the NIC's interrupt
  * (IMR = 0): the application guest transmits and waits for ISR.PTX, the management guest polls CURR against
- * its own ring pointer. The only interrupt handler of the demo guests is the PIT tick's, which touches no NIC
- * register, so the driver calls (firmware/lib/ne2000.h) may run with interrupts enabled.
+ * its own ring pointer. The demo guests' interrupt handlers (PIT tick, IDE completion) touch no NIC register, so
+ * the driver calls (firmware/lib/ne2000.h) may run with interrupts enabled.
  *
  * A status frame (the EtherType and layout of net_app's, emu/net/peer.py): broadcast, EtherType 0x88B5
  * (IEEE 802 local experimental 1), payload "STAT", seq & 0xFF, 0, then NUL-terminated text whose first word
