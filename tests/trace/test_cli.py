@@ -101,6 +101,7 @@ def test_show_vm_exits_by_reason(base, capfd):
     assert capfd.readouterr().out.count('"reason_name":"WRMSR"') == 3
 
 
+@pytest.mark.slow
 def test_replay_scenario_with_relative_trace_path(tmp_path, capfd, monkeypatch):
     """A scenario replay changes directory while it streams the trace: a relative trace path still works."""
     import os

@@ -71,6 +71,7 @@ def test_scenario_golden_names_its_inputs():
     assert kinds["guest_end"] == 2 and kinds["end"] == 1
 
 
+@pytest.mark.slow
 def test_scenario_replay_stops_at_a_changed_validation(monkeypatch, tmp_path):
     """The validator changed in-process (tampering goes unseen): replay stops at the first validation with findings."""
     import emu.integrity as integrity
