@@ -169,7 +169,7 @@ class Machine:
         if not vmx.observers and ExitReason.IO_INSTRUCTION not in vmx.handlers:
             vmx.counts["IO_INSTRUCTION"] += 1     # nobody looks: the default handler (the device) needs no record
             return None
-        record = vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION)
+        record = vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION, code=site.code)
         outcome = vmx.exit(record)
         if isinstance(outcome, Inject):
             self._fault_at_io(outcome.vector, outcome.error_code)
@@ -185,7 +185,7 @@ class Machine:
         site = self.cpu.io_site
         if site is None:
             return None
-        outcome = self.vmx.exit(self.vmx.instruction_exit(site.pc, site.icount, reason))
+        outcome = self.vmx.exit(self.vmx.instruction_exit(site.pc, site.icount, reason, code=site.code))
         if isinstance(outcome, Inject):
             self._fault_at_io(outcome.vector, outcome.error_code)
         elif outcome is Decision.STOP:

@@ -75,6 +75,7 @@ class IoSite:
     pc: int
     length: int
     icount: int
+    code: bytes = b""
 
 
 @dataclass
@@ -107,6 +108,8 @@ class Vcpu:
         self.stop_request: Optional[str] = None
         self.shutdown: Optional[Shutdown] = None
         self._uch = self.uc._uch
+        self._regbuf = ctypes.c_uint64()
+        self._regbuf_ref = ctypes.byref(self._regbuf)
         self._unassigned: set[int] = set()
         self.io_site: Optional[IoSite] = None
         self.skip_hook_at: Optional[int] = None
@@ -157,10 +160,15 @@ class Vcpu:
         w = self.raw.u32s
         snap = {name: w[10 + 2 * i] for i, name in enumerate(GPRS)}
         snap["eip"] = w[42]
-        snap["eflags"] = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        snap["eflags"] = self.raw_reg(X.UC_X86_REG_EFLAGS)
         for i, name in enumerate(("es", "cs", "ss", "ds", "fs", "gs")):
             snap[name] = w[56 + 6 * i] & 0xFFFF
         return snap
+
+    def raw_reg(self, regid: int) -> int:
+        """A 32-bit register through the C API directly (~3x cheaper than the binding's reg_read)."""
+        uclib.uc_reg_read(self._uch, regid, self._regbuf_ref)
+        return self._regbuf.value & 0xFFFFFFFF
 
     def descriptor_table(self, name: str) -> tuple[int, int]:
         """(base, limit) of ``gdtr`` or ``idtr``."""
@@ -385,14 +393,15 @@ class Vcpu:
         sites = self._io_cache.get(key)
         if sites is None:
             code = self._block_code()
-            sites = decode.io_sites(code, self.code_bits()) if code else ()
+            sites = tuple((off, idx, ln, code[off:off + ln])
+                          for off, idx, ln in decode.io_sites(code, self.code_bits())) if code else ()
             if len(self._io_cache) > 65536:
                 self._io_cache.clear()
             self._io_cache[key] = sites
         if self._io_ordinal >= len(sites):
             return None
-        offset, index, length = sites[self._io_ordinal]
-        return IoSite((key[0] + offset) & 0xFFFFFFFF, length, q[3] + index)
+        offset, index, length, code = sites[self._io_ordinal]
+        return IoSite((key[0] + offset) & 0xFFFFFFFF, length, q[3] + index, code)
 
     def _hook_rdtsc(self, _uc, _user) -> int:
         """RDTSC reads the virtual TSC (a function of the exact count), never host time."""

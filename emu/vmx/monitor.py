@@ -123,13 +123,14 @@ class Monitor:
         return regs, shadow, cs_base, 32 if hflags & HF_CS32 else 16
 
     def instruction_exit(self, linear_pc: int, icount: int, reason: Optional[ExitReason] = None,
-                         edx: Optional[int] = None) -> VmExit:
-        """The exit record for the instruction at ``linear_pc`` (not yet executed)."""
+                         edx: Optional[int] = None, code: bytes = b"") -> VmExit:
+        """The exit record for the instruction at ``linear_pc`` (not yet executed); ``code`` = its bytes if known."""
         cpu = self.machine.cpu
-        try:
-            code = cpu.read_virt(linear_pc, 15)
-        except Exception:
-            code = cpu.read_virt(linear_pc, 1)
+        if not code:
+            try:
+                code = cpu.read_virt(linear_pc, 15)
+            except Exception:
+                code = cpu.read_virt(linear_pc, 1)
         regs, interruptibility, cs_base, bits = self._state()
         if edx is not None:
             regs["edx"] = edx
