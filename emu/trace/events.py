@@ -167,9 +167,7 @@ def digest_fields(machine) -> dict:
     disks = {}
     for name, drive in disk_drives(machine):
         backing = drive.backing
-        if isinstance(backing, TracedBacking):
-            backing = backing.base
-        disks[name] = _disk_sha256(backing)
+        disks[name] = backing.sha256() if isinstance(backing, TracedBacking) else _disk_sha256(backing)
     overall = hashlib.sha256()
     for name in REGISTERS:
         overall.update(regs[name].to_bytes(8, "little"))
@@ -212,8 +210,15 @@ class TracedBacking:
         self.base = base
         self.name = name
         self._tap = tap
+        self._sha256: Optional[str] = None
         if hasattr(base, "write"):
             self.write = self._write
+
+    def sha256(self) -> str:
+        """SHA-256 of the whole disk, computed again only after a write through this proxy."""
+        if self._sha256 is None:
+            self._sha256 = _disk_sha256(self.base)
+        return self._sha256
 
     def __getattr__(self, item: str):
         return getattr(self.base, item)
@@ -226,6 +231,7 @@ class TracedBacking:
         return data
 
     def _write(self, lba: int, data) -> None:
+        self._sha256 = None
         self.base.write(lba, data)
         self._tap.emit(Kind.DISK_IO.value, {"drive": self.name, "op": "write", "lba": lba,
                                             "count": len(data) // 512, "crc32": zlib.crc32(data)})
