@@ -5,7 +5,7 @@
     python tools/bench_trace.py ata_dma --repeat 5
 
 For each kernel (with the reference disk as primary master, as the goldens are recorded) it reports the best
-of --repeat wall-clock times of a plain run and of a recorded run (machine construction excluded, the trace's
+of --repeat CPU times (process time: robust on a loaded host) of a plain run and of a recorded run (machine construction excluded, the trace's
 gzip stream and final checkpoint included; for the scenario the whole host run, both ways), their ratio, the trace
 size and bytes per million guest instructions.
 Goals (issue 8): overhead under 1.5x, under 1 MiB per million instructions.
@@ -45,7 +45,7 @@ def scenario_run(name: str, trace: str | None) -> tuple[float, int, int]:
     from emu.trace.scenario import record_scenario
 
     path = goldens.SCENARIOS[name]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     if trace is None:
         host = Host(load(ROOT / path))
         summary = host.run()
@@ -54,7 +54,7 @@ def scenario_run(name: str, trace: str | None) -> tuple[float, int, int]:
     else:
         summary = record_scenario(path, trace, base=ROOT).result
         size = os.path.getsize(trace)
-    dt = time.perf_counter() - t0
+    dt = time.process_time() - t0
     return dt, sum(g["icount"] for g in summary["guests"].values()), size
 
 
@@ -66,7 +66,7 @@ def one_run(name: str, trace: str | None) -> tuple[float, int, int]:
     with disk_copies(spec, ROOT) as copies:
         m = build_machine(spec, copies, ROOT, lambda b: None)
         writer = None
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         if trace is not None:
             writer = TraceWriter(trace, make_header(spec, ROOT))
             tap = MachineTap(m, Recorder(writer), spec.checkpoint_every)
@@ -74,7 +74,7 @@ def one_run(name: str, trace: str | None) -> tuple[float, int, int]:
         if writer is not None:
             tap.finish(result)
             writer.close()
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         m.close()
     return dt, result.icount, os.path.getsize(trace) if trace else 0
 

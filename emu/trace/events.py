@@ -261,6 +261,8 @@ class MachineTap:
         self.machine_reports = isinstance(getattr(machine, "observers", None), list)
         self._stack: list[list[tuple[str, int, dict]]] = []
         self._icounts: list[int] = []
+        self._pending_io: Optional[list] = None
+        self._fast_io = getattr(observer, "record_io", None)   # the Recorder's shortcut (same bytes)
         self._finished = False
         self._install()
 
@@ -288,13 +290,50 @@ class MachineTap:
 
     def checkpoint(self, icount: int, guest: str, fields: dict) -> None:
         """Observer entry: a checkpoint the machine took itself."""
+        self._flush_io()
         self.observer.checkpoint(icount, guest, fields)
+
+    def _io(self, icount: int, op: str, port: int, size: int, rip, length, qual: int, value: int) -> None:
+        """A port access: identical accesses at a regular stride (a polling loop) become one record."""
+        p = self._pending_io
+        if p is not None:
+            if (p[1] == op and p[2] == port and p[7] == value and p[4] == rip and p[3] == size and p[6] == qual
+                    and p[5] == length):
+                n = p[8]
+                if n == 1:
+                    if icount > p[0]:
+                        p[9] = icount - p[0]
+                        p[8] = 2
+                        return
+                elif icount == p[0] + n * p[9]:
+                    p[8] = n + 1
+                    return
+            self._flush_io()
+        self._pending_io = [icount, op, port, size, rip, length, qual, value, 1, 0]
+
+    def _flush_io(self) -> None:
+        p = self._pending_io
+        if p is None:
+            return
+        self._pending_io = None
+        icount, op, port, size, rip, length, qual, value, n, stride = p
+        if n == 1 and self._fast_io is not None:
+            self._fast_io(icount, self.guest, op, port, size, rip, length, qual, value)
+            return
+        fields = {"op": op, "port": port, "size": size, "rip": rip, "insn_len": length, "qualification": qual,
+                  "value": value}
+        if n > 1:
+            fields["repeat"] = n
+            fields["stride"] = stride
+        self.observer.on_event(Kind.IO.value, icount, self.guest, fields)
 
     def emit_for(self, guest: str, kind: str, icount: int, fields: dict) -> None:
         """Record an event of another guest or of the host (the trap handler) in this guest's causal order."""
         self.emit(kind, _Foreign(guest, fields), icount)
 
     def _deliver(self, kind: str, icount: int, fields) -> None:
+        if self._pending_io is not None:
+            self._flush_io()
         if type(fields) is _Foreign:
             self.observer.on_event(kind, icount, fields.guest, fields.fields)
             return
@@ -328,6 +367,7 @@ class MachineTap:
         if self._finished:
             return
         self._finished = True
+        self._flush_io()
         icount = guest_icount(self.machine)
         self.observer.checkpoint(icount, self.guest, digest_fields(self.machine))
         self.observer.on_event(kind, icount, self.guest,
@@ -388,7 +428,7 @@ class MachineTap:
                 sites[(site.pc, site.length)] = known
             return known[0], site.length, known[1], site.icount
 
-        fast = getattr(self.observer, "record_io", None)   # the Recorder's shortcut (same bytes)
+        io = self._io
         guest = self.guest
 
         def on_in(port: int, size: int) -> int:
@@ -401,8 +441,8 @@ class MachineTap:
                 inner = stack.pop()
                 icounts.pop()
             qual = flags | IOQ_IN | size_bits.get(size, 0) | (port & 0xFFFF) << 16
-            if fast is not None and not stack and icount < self.next_checkpoint and type(value) is int:
-                fast(icount, guest, "in", port, size, rip, length, qual, value)
+            if not stack and icount < self.next_checkpoint and type(value) is int:
+                io(icount, "in", port, size, rip, length, qual, value)
             else:
                 emit(Kind.IO.value, {"op": "in", "port": port, "size": size, "rip": rip, "insn_len": length,
                                      "qualification": qual, "value": value}, icount)
@@ -420,8 +460,8 @@ class MachineTap:
                 inner = stack.pop()
                 icounts.pop()
             qual = flags | size_bits.get(size, 0) | (port & 0xFFFF) << 16
-            if fast is not None and not stack and icount < self.next_checkpoint and type(value) is int:
-                fast(icount, guest, "out", port, size, rip, length, qual, value)
+            if not stack and icount < self.next_checkpoint and type(value) is int:
+                io(icount, "out", port, size, rip, length, qual, value)
             else:
                 emit(Kind.IO.value, {"op": "out", "port": port, "size": size, "rip": rip, "insn_len": length,
                                      "qualification": qual, "value": value}, icount)

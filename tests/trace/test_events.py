@@ -100,3 +100,40 @@ def test_fast_io_encoding_is_the_canonical_encoding():
                   "value": value}
         assert encode_io(icount, guest, fields) == encode(make_event("io", icount, guest, fields))
     check()
+
+
+def test_coalesced_polls_expand_to_every_port_access(tmp_path):
+    """Identical port accesses at a regular stride are one record with repeat/stride; expanded, the io records are
+    exactly the accesses an independent hook on the vCPU sees (ata_dma polls BMIS while its DMA runs)."""
+    from emu.trace.session import build_machine, disk_copies, record
+
+    spec = goldens.golden_spec("ata_dma")
+    if not (ROOT / spec.kernel).exists():
+        pytest.skip("no ata_dma kernel")
+    record(spec, tmp_path / "t.trace", base=ROOT)
+    expanded = []
+    coalesced = 0
+    for e in TraceReader(tmp_path / "t.trace").events(kinds=["io"]):
+        n, stride = e.get("repeat", 1), e.get("stride", 0)
+        coalesced += n > 1
+        expanded += [(e["icount"] + i * stride, e["op"], e["port"], e["value"]) for i in range(n)]
+    seen = []
+    with disk_copies(spec, ROOT) as copies:
+        m = build_machine(spec, copies, ROOT, lambda b: None)
+        cpu = m.cpu
+        orig_in, orig_out = cpu.on_in, cpu.on_out
+
+        def on_in(port, size):
+            value = orig_in(port, size)
+            seen.append((cpu.io_site.icount if cpu.io_site else None, "in", port, value))
+            return value
+
+        def on_out(port, size, value):
+            seen.append((cpu.io_site.icount if cpu.io_site else None, "out", port, value))
+            orig_out(port, size, value)
+        cpu.on_in, cpu.on_out = on_in, on_out
+        m.run(max_insns=spec.max_insns)
+        m.close()
+    assert coalesced >= 1 and len(expanded) == len(seen) > 20000
+    assert [x[1:] for x in expanded] == [x[1:] for x in seen]
+    assert all(a[0] == b[0] for a, b in zip(expanded, seen) if b[0] is not None)
