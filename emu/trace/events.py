@@ -47,8 +47,6 @@ from typing import Any, Callable, Optional, Protocol
 
 from emu.trace.format import RESERVED, Kind
 
-IO_INSTRUCTION = 30
-"""VM-exit basic reason 30, I/O instruction (SDM Vol. 3D Appendix C)."""
 # Exit qualification for I/O instructions (SDM Vol. 3C Table 28-5 / 27-5).
 IOQ_IN = 1 << 3
 IOQ_STRING = 1 << 4
@@ -429,7 +427,6 @@ class MachineTap:
             return known[0], site.length, known[1], site.icount
 
         io = self._io
-        guest = self.guest
 
         def on_in(port: int, size: int) -> int:
             rip, length, flags, icount = site_of(True)

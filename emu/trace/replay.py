@@ -142,9 +142,6 @@ class Comparator:
         """Compare a checkpoint."""
         self.on_event(Kind.CHECKPOINT.value, icount, guest, digest_fields)
 
-    def run_ended_early(self) -> None:
-        """The run stopped without its end record (cannot happen unless the machine raised)."""
-
     def finish_expected(self) -> None:
         """After the actual end: anything left in the trace is a divergence."""
         if self.divergence is not None:
