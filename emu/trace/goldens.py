@@ -24,6 +24,7 @@ SKIP = {
     "compute": "emu-only benchmark kernel (126 M instructions, no I/O to check)",
     "demo_app": "needs the demo's FAT16 disk and the host scenario (a scenario trace covers it)",
     "demo_mgmt": "a scenario guest (runs under the host with demo_app)",
+    "mgmt_validator": "a scenario guest: validates another guest's disk the monitor mounts for it (issue 10)",
     "net_app": "needs a virtual network peer",
     "net_mgmt": "needs a virtual network peer",
     "net_ping": "needs a virtual network echo peer",
