@@ -130,3 +130,29 @@ def test_not_a_file(tmp_path):
         TraceReader(tmp_path / "missing.trace")
     with pytest.raises(TraceError, match="directory"):
         TraceReader(tmp_path)
+
+
+def test_any_damage_is_a_trace_error_or_harmless(tmp_path):
+    """Flipped bytes or a cut anywhere in a real trace: either the file still reads the same, or one TraceError."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    good = write_trace(tmp_path / "g.trace", [{"byte": b % 13, "n": b} for b in range(300)]).read_bytes()
+    expected = list(TraceReader(tmp_path / "g.trace"))
+    path = tmp_path / "fuzz.trace"
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)), max_size=3),
+           st.integers(0, len(good)))
+    def check(flips, cut):
+        data = bytearray(good[:cut] if cut < len(good) else good)
+        for offset, mask in flips:
+            if offset < len(data):
+                data[offset] ^= mask
+        path.write_bytes(bytes(data))
+        try:
+            events = list(TraceReader(path))
+        except TraceError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert events == expected
+    check()
