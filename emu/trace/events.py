@@ -182,22 +182,25 @@ _STRING_IO = {"insb": True, "insw": True, "insd": True, "outsb": False, "outsw":
 def string_site(cpu, is_in: bool):
     """The REP/string I/O instruction of the current block, for the hooks the vCPU cannot locate.
 
-    ``Vcpu._locate_io`` knows IN/OUT/INS/OUTS by capstone mnemonic, and capstone names REP forms
-    ``rep outsb`` …, so their hooks come without a site.  The block holding the string instruction
+    Older ``Vcpu._locate_io`` versions matched capstone mnemonics exactly and capstone names REP forms
+    ``rep outsb`` …, so those hooks came without a site.  The block holding the string instruction
     (the first iteration runs inside the block, later ones in a block of their own) is decoded here.
     """
     from emu.cpu import decode
     from emu.cpu.vcpu import IoSite
 
-    st = cpu.st
-    if not st.block_size:
+    try:                      # vCPU internals: a fallback only, never a reason for the run to fail
+        st = cpu.st
+        if not st.block_size:
+            return None
+        code = cpu._block_code()
+        if not code:
+            return None
+        for index, (start, length, mnemonic, _ops) in enumerate(decode._CS[cpu.code_bits()].disasm_lite(code, 0)):
+            if _STRING_IO.get(mnemonic.split()[-1]) is is_in:
+                return IoSite((st.block_addr + start) & 0xFFFFFFFF, length, st.block_entry + index)
+    except Exception:
         return None
-    code = cpu._block_code()
-    if not code:
-        return None
-    for index, (start, length, mnemonic, _ops) in enumerate(decode._CS[cpu.code_bits()].disasm_lite(code, 0)):
-        if _STRING_IO.get(mnemonic.split()[-1]) is is_in:
-            return IoSite((st.block_addr + start) & 0xFFFFFFFF, length, st.block_entry + index)
     return None
 
 
