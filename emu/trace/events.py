@@ -376,20 +376,32 @@ class MachineTap:
 
     # --- wrapping ---------------------------------------------------------------------------
     def _install(self) -> None:
+        """Wrap every source that exists (a source whose hook point is gone is skipped, never an error)."""
         m = self.machine
+        self.sources: list[str] = []
         if self.machine_reports:
             m.observers.append(self)
+            self.sources.append("machine.observers")
         else:
-            self._subscribe_vmx()
-            self._wrap_io()
-            self._wrap_console()
-            self._wrap_deliver()
+            cpu = getattr(m, "cpu", None)
+            for name, ready, wrap in (
+                    ("vmexit", True, self._subscribe_vmx),
+                    ("io", hasattr(cpu, "on_in") and hasattr(cpu, "on_out"), self._wrap_io),
+                    ("console", hasattr(m, "_console_sink"), self._wrap_console),
+                    ("interrupt", hasattr(m, "deliver"), self._wrap_deliver)):
+                if ready:
+                    wrap()
+                    self.sources.append(name)
         platform = getattr(m, "platform", None)
         for ch in getattr(platform, "ide", ()):
-            self._wrap_channel(ch)
+            if hasattr(ch, "_command") and hasattr(ch, "drives"):
+                self._wrap_channel(ch)
+                self.sources.append(f"ata:{ch.name}")
         bmdma = getattr(platform, "bmdma", None)
         for engine in getattr(bmdma, "engines", ()):
-            self._wrap_engine(engine)
+            if all(hasattr(engine, a) for a in ("_begin", "_step", "st", "channel", "index")):
+                self._wrap_engine(engine)
+                self.sources.append(f"dma:{engine.index}")
 
     def _subscribe_vmx(self) -> None:
         observers = getattr(getattr(self.machine, "vmx", None), "observers", None)

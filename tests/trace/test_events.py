@@ -137,3 +137,23 @@ def test_coalesced_polls_expand_to_every_port_access(tmp_path):
     assert coalesced >= 1 and len(expanded) == len(seen) > 20000
     assert [x[1:] for x in expanded] == [x[1:] for x in seen]
     assert all(a[0] == b[0] for a, b in zip(expanded, seen) if b[0] is not None)
+
+
+def test_the_tap_finds_every_event_source():
+    """A renamed hook point would silently drop a kind of event: the tap must find all of them on today's Machine."""
+    from emu.machine import Machine, MachineConfig
+    from emu.trace.events import MachineTap
+
+    class Null:
+        def on_event(self, *a):
+            pass
+
+        def checkpoint(self, *a):
+            pass
+
+    m = Machine(MachineConfig(kernel=str(ROOT / "firmware/build/hello.elf")), console=lambda b: None)
+    try:
+        sources = MachineTap(m, Null()).sources
+    finally:
+        m.close()
+    assert sources == ["vmexit", "io", "console", "interrupt", "ata:ide0", "ata:ide1", "dma:0", "dma:1"]
