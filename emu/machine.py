@@ -84,6 +84,9 @@ class MachineConfig:
     """What a Machine is built from."""
 
     kernel: Optional[str] = None
+    kernel_name: Optional[str] = None
+    """How the kernel is named on its multiboot command line (QEMU puts the -kernel argument there as given);
+    default: the path."""
     cmdline: str = ""
     mem_mib: int = 32
     disks: list = field(default_factory=list)
@@ -137,7 +140,7 @@ class Machine:
         self.platform = platform.build(self, list(config.disks), config.disks_read_only)
         self.pic = self.platform.pic
         if config.kernel:
-            self.load_kernel(config.kernel, config.cmdline)
+            self.load_kernel(config.kernel, config.cmdline, config.kernel_name)
 
     # --- wiring -----------------------------------------------------------
     def add_device(self, dev) -> None:
@@ -343,10 +346,12 @@ class Machine:
         self.end = RunResult(EndReason.DEBUG_EXIT, status, f"debug exit {value:#x} (status {status})", 0)
 
     # --- boot ---------------------------------------------------------------
-    def load_kernel(self, path: str | Path, cmdline: str = "") -> multiboot.BootInfo:
+    def load_kernel(self, path: str | Path, cmdline: str = "", name: Optional[str] = None) -> multiboot.BootInfo:
         """Load a multiboot kernel and set the entry state QEMU's ``-kernel`` leaves."""
         cpu = self.cpu
         kernel = multiboot.parse(path, cpu.mem_size)
+        if name is not None:
+            kernel.path = name
         for seg in kernel.segments:
             cpu.write_phys(seg.paddr, seg.data + bytes(seg.memsz - len(seg.data)))
         mbi_addr, page, line = multiboot.build_info(kernel, cpu.mem_size, cmdline)

@@ -41,6 +41,9 @@ def add_parsers(sub) -> None:
                    help="write one JSON object per VM exit; turns on unconditional I/O, HLT, INVLPG, CR3-load/store "
                         "and RDTSC exiting and sets every exception-bitmap bit (CPUID, RDMSR/WRMSR, VMCALL and "
                         "triple faults always exit); the guest behaves the same")
+    p.add_argument("--record", metavar="TRACE", default=None,
+                   help="record a trace of the run (docs/traces.md); disks are written in place, so keep a copy of "
+                        "the original images to replay")
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="serve the GDB remote protocol (loopback unless HOST is given); the guest waits for gdb")
     p.set_defaults(func=cmd_run)
@@ -56,13 +59,21 @@ def cmd_run(args) -> int:
                                     disks_read_only=args.disk_ro, exits_log=args.exits))
     if args.exits:
         log_exits(machine, args.exits)
+    recording = None
+    if args.record:
+        from emu.trace.session import Recording
+        recording = Recording(machine, args.record, max_insns=args.max_insns)
     try:
         if args.gdb:
             from emu.debug.machine_target import run_with_gdb
             result = run_with_gdb(machine, args.gdb, max_insns=args.max_insns)
         else:
             result = machine.run(max_insns=args.max_insns)
+        if recording is not None:
+            recording.finish(result)
     finally:
+        if recording is not None:
+            recording.abort()   # no-op once finished
         sys.stdout.flush()
         machine.close()
     if result.reason.value != "debug-exit":

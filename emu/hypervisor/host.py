@@ -55,7 +55,8 @@ class Host:
                 copies.append(copy)
             self.disk_copies[spec.name] = copies
             state = GuestState(None)  # type: ignore[arg-type]
-            machine = Machine(MachineConfig(kernel=str(spec.kernel), cmdline=spec.cmdline, mem_mib=spec.mem,
+            machine = Machine(MachineConfig(kernel=str(spec.kernel), kernel_name=spec.kernel_name or None,
+                                            cmdline=spec.cmdline, mem_mib=spec.mem,
                                             disks=[str(c) for c in copies], name=spec.name),
                               console=self._console_sink(spec.name, state))
             state.machine = machine

@@ -24,6 +24,7 @@ class GuestSpec:
     name: str
     kernel: Path
     cmdline: str = ""
+    kernel_name: str = ""       # the kernel as written in the scenario (its multiboot command line shows this)
     mem: int = 32
     disks: list[Path] = field(default_factory=list)
     vlan: Optional[int] = None
@@ -142,7 +143,8 @@ def load(path: str | Path) -> Scenario:
     for g in data.get("guest", []):
         _check_keys(path, "guest", g)
         name = _req(path, g, "guest", "name", str)
-        kernel = _file(path, _req(path, g, "guest", "kernel", str), f"guest {name!r} kernel")
+        kernel_arg = _req(path, g, "guest", "kernel", str)
+        kernel = _file(path, kernel_arg, f"guest {name!r} kernel")
         disks = [_file(path, d, f"guest {name!r} disk") for d in g.get("disks", [])]
         mac = None
         if "mac" in g:
@@ -155,7 +157,8 @@ def load(path: str | Path) -> Scenario:
         vlan = g.get("vlan")
         if vlan is not None and (isinstance(vlan, bool) or not isinstance(vlan, int) or not 1 <= vlan <= 4094):
             raise ScenarioError(f"{path}: guest {name!r} vlan must be 1-4094")
-        guests.append(GuestSpec(name, kernel, str(g.get("cmdline", "")), int(g.get("mem", 32)), disks, vlan, mac))
+        guests.append(GuestSpec(name, kernel, str(g.get("cmdline", "")), kernel_arg, int(g.get("mem", 32)), disks,
+                                vlan, mac))
     if not guests:
         raise ScenarioError(f"{path}: no [[guest]] defined")
     names = [g.name for g in guests]
