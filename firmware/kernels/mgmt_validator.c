@@ -1,0 +1,310 @@
+/* emu-only: mgmt_validator: the management guest's validator (issue 10, the patent's FIG. 3 embodiment). It polls
+ * the monitor every PIT tick (hypercall leaf 2 MOUNT_POLL); when the monitor has mounted another guest's disk,
+ * read-only, at this guest's secondary master and written a job descriptor (the protected files with their
+ * expected size and SHA-256, the protected directories), it reads that disk with its own FAT reader, hashes every
+ * listed file, lists the protected directories for files nobody listed, hands the record back (leaf 3 FINDINGS)
+ * and releases the disk (leaf 4 UNMOUNT). It never writes the disk, except the deliberate, refused, write attempt
+ * of `trywrite=1`. ABI and behaviour: docs/mgmt-validator.md.
+ * Multiboot command line (defaults): "hz=1000 jobs=0 ticks=5000 trywrite=0 hang=0"
+ *   jobs=N   exit(0) after N jobs (0: no limit)       ticks=T  exit(0) after T ticks without a job (0: never)
+ *   trywrite=1  per job, a PIO WRITE SECTORS at LBA 0 of the mounted disk first; prints whether it was refused
+ *   hang=1   take the first job, then never answer (STI;HLT forever): the monitor's deadline path
+ * Exit status: 0 done; 2 no IDE controller; 3 the monitor does not implement MOUNT_POLL. */
+#include "fw.h"
+#include "mv_common.h"
+#include "mv_ata.h"
+#include "mv_sha256.h"
+#include "mv_fat.h"
+
+#define HC_MOUNT_POLL 2
+#define HC_FINDINGS 3
+#define HC_UNMOUNT 4
+#define JOB_MAGIC 0x424F4A56u         /* 'VJOB' */
+#define REC_MAGIC 0x444E4946u         /* 'FIND' */
+#define ABI_VERSION 1
+#define PATH_LEN 64
+#define JOB_BUF_SIZE 65536u
+#define REC_BUF_SIZE 65536u
+
+enum status { ST_OK = 0, ST_CHANGED = 1, ST_REMOVED = 2, ST_ADDED = 3, ST_UNREADABLE = 4 };
+static const char *const status_names[] = { "ok", "changed", "removed", "added", "unreadable" };
+
+struct job_hdr {
+    uint32_t magic, version, job_id, partition_lba, n_dirs, n_files;
+} __attribute__((packed));
+
+struct job_file {
+    char path[PATH_LEN];
+    uint32_t size;
+    uint8_t sha256[32];
+} __attribute__((packed));
+
+struct rec_hdr {
+    uint32_t magic, version, job_id, n;
+} __attribute__((packed));
+
+struct rec_entry {
+    char path[PATH_LEN];
+    uint32_t status, size;
+    uint8_t sha256[32];
+} __attribute__((packed));
+
+#define MAX_FILES ((JOB_BUF_SIZE - sizeof(struct job_hdr)) / sizeof(struct job_file))
+#define MAX_DIRS ((JOB_BUF_SIZE - sizeof(struct job_hdr)) / PATH_LEN)
+#define MAX_ENTRIES ((REC_BUF_SIZE - sizeof(struct rec_hdr)) / sizeof(struct rec_entry))
+#define DATA_SECTORS 128
+
+static uint8_t job_buf[JOB_BUF_SIZE] __attribute__((aligned(4096)));
+static uint8_t rec_buf[REC_BUF_SIZE] __attribute__((aligned(4096)));
+static uint8_t data_buf[DATA_SECTORS * 512] __attribute__((aligned(4096)));   /* DMA target (PRDs split at 64 KiB) */
+static uint8_t write_buf[512] __attribute__((aligned(16)));
+
+struct loc {
+    uint32_t lba, off;
+    int found;
+};
+static struct loc file_loc[MAX_FILES], dir_loc[MAX_DIRS];
+static struct mv_dirent ent, child;
+static struct mv_dir walk;
+static struct mv_fat fs;
+static struct mv_sha256 sha;
+
+static int disk_read(uint32_t lba, uint32_t count, void *buf)
+{
+    return mv_ata_read(lba, count, buf) ? -1 : 0;
+}
+
+/* A NUL-terminated copy of a fixed 64-byte path field. */
+static void path_copy(char out[PATH_LEN + 1], const char *field)
+{
+    memcpy(out, field, PATH_LEN);
+    out[PATH_LEN] = 0;
+}
+
+static struct rec_entry *rec_add(uint32_t *n, const char *path, uint32_t status, uint32_t size, const uint8_t *hash)
+{
+    if (*n >= MAX_ENTRIES)
+        return 0;
+    struct rec_entry *r = (struct rec_entry *)(rec_buf + sizeof(struct rec_hdr)) + *n;
+    memset(r, 0, sizeof *r);
+    size_t len = strlen(path);
+    memcpy(r->path, path, len < PATH_LEN ? len : PATH_LEN);
+    r->status = status;
+    r->size = size;
+    if (hash)
+        memcpy(r->sha256, hash, 32);
+    (*n)++;
+    return r;
+}
+
+/* SHA-256 of a file's content; MV_FAT_OK or the reader's error. */
+static int hash_file(const struct mv_dirent *e, uint8_t out[32])
+{
+    mv_sha256_init(&sha);
+    int rc = mv_fat_hash_file(&fs, e->first_cluster, e->size, &sha, data_buf, DATA_SECTORS);
+    if (rc)
+        return rc;
+    mv_sha256_final(&sha, out);
+    return MV_FAT_OK;
+}
+
+static int loc_listed(uint32_t lba, uint32_t off, uint32_t n_files, uint32_t n_dirs)
+{
+    for (uint32_t i = 0; i < n_files; i++)
+        if (file_loc[i].found && file_loc[i].lba == lba && file_loc[i].off == off)
+            return 1;
+    for (uint32_t i = 0; i < n_dirs; i++)
+        if (dir_loc[i].found && dir_loc[i].lba == lba && dir_loc[i].off == off)
+            return 1;
+    return 0;
+}
+
+/* The deliberate write attempt (trywrite=1): one sector at LBA 0; a read-only mount must abort it. */
+static void try_write(void)
+{
+    static const char msg[] = "mgmt_validator deliberate write attempt ";
+    for (uint32_t i = 0; i < sizeof write_buf; i++)
+        write_buf[i] = (uint8_t)msg[i % (sizeof msg - 1)];
+    struct mv_write_try t = mv_ata_try_write(0, write_buf);
+    if (t.rc)
+        printf("validator: trywrite: WRITE SECTORS at lba 0: %s\n", mv_ata_strerror(t.rc));
+    else
+        printf("validator: trywrite: WRITE SECTORS at lba 0 %s (status 0x%02x, error 0x%02x%s)\n",
+               t.refused ? "refused" : "ACCEPTED", t.status, t.error, t.data_phase ? ", after the data phase" : "");
+}
+
+/* One job: build the findings record in rec_buf; returns its length. */
+static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
+{
+    const struct job_hdr *h = (const struct job_hdr *)job_buf;
+    struct rec_hdr *rh = (struct rec_hdr *)rec_buf;
+    uint32_t n = 0;
+    char path[PATH_LEN + 1];
+    uint8_t hash[32];
+    *job_id = h->job_id;
+    *not_ok = 0;
+    rh->magic = REC_MAGIC;
+    rh->version = ABI_VERSION;
+    rh->job_id = h->job_id;
+    rh->n = 0;
+    if (h->magic != JOB_MAGIC || h->version != ABI_VERSION || h->n_dirs > MAX_DIRS || h->n_files > MAX_FILES ||
+        sizeof *h + h->n_dirs * PATH_LEN + h->n_files * sizeof(struct job_file) > JOB_BUF_SIZE) {
+        printf("validator: bad job descriptor (magic %08x version %u)\n", h->magic, h->version);
+        return sizeof *rh;
+    }
+    const char *dirs = (const char *)(job_buf + sizeof *h);
+    const struct job_file *files = (const struct job_file *)(dirs + h->n_dirs * PATH_LEN);
+
+    int rc = mv_ata_select();
+    if (rc == MV_ATA_OK && trywrite)
+        try_write();
+    if (rc == MV_ATA_OK) {
+        rc = mv_fat_mount(&fs, disk_read, h->partition_lba);
+        if (rc)
+            printf("validator: %s\n", mv_fat_strerror(rc));
+    } else {
+        printf("validator: %s\n", mv_ata_strerror(rc));
+    }
+
+    for (uint32_t i = 0; i < h->n_files; i++) {
+        const struct job_file *f = &files[i];
+        file_loc[i].found = 0;
+        path_copy(path, f->path);
+        if (rc) {
+            rec_add(&n, path, ST_UNREADABLE, 0, 0);
+            continue;
+        }
+        int lr = mv_fat_lookup(&fs, path, &ent);
+        if (lr == MV_FAT_NOT_FOUND || lr == MV_FAT_NOT_A_DIR) {
+            rec_add(&n, path, ST_REMOVED, 0, 0);
+            continue;
+        }
+        if (lr) {
+            rec_add(&n, path, ST_UNREADABLE, 0, 0);
+            continue;
+        }
+        file_loc[i].found = 1;
+        file_loc[i].lba = ent.lba;
+        file_loc[i].off = ent.off;
+        if (ent.attr & MV_ATTR_DIRECTORY) {
+            rec_add(&n, path, ST_CHANGED, 0, 0);
+            continue;
+        }
+        if (hash_file(&ent, hash)) {
+            rec_add(&n, path, ST_UNREADABLE, ent.size, 0);
+            continue;
+        }
+        int same = ent.size == f->size && memcmp(hash, f->sha256, 32) == 0;
+        rec_add(&n, path, same ? ST_OK : ST_CHANGED, ent.size, hash);
+    }
+
+    for (uint32_t j = 0; j < h->n_dirs && !rc; j++) {
+        path_copy(path, dirs + j * PATH_LEN);
+        dir_loc[j].found = mv_fat_lookup(&fs, path, &ent) == MV_FAT_OK && (ent.attr & MV_ATTR_DIRECTORY);
+        dir_loc[j].lba = ent.lba;
+        dir_loc[j].off = ent.off;
+    }
+    for (uint32_t j = 0; j < h->n_dirs && !rc; j++) {
+        if (!dir_loc[j].found)
+            continue;
+        int dup = 0;
+        for (uint32_t k = 0; k < j; k++)
+            dup |= dir_loc[k].found && dir_loc[k].lba == dir_loc[j].lba && dir_loc[k].off == dir_loc[j].off;
+        if (dup)
+            continue;
+        path_copy(path, dirs + j * PATH_LEN);
+        if (mv_fat_lookup(&fs, path, &ent))
+            continue;
+        size_t plen = strlen(path);
+        while (plen && path[plen - 1] == '/')
+            path[--plen] = 0;
+        mv_dir_open(&fs, &walk, ent.first_cluster);
+        int wr;
+        while ((wr = mv_dir_next(&walk, &child)) == 1) {
+            if (loc_listed(child.lba, child.off, h->n_files, h->n_dirs))
+                continue;
+            char full[PATH_LEN + 1];
+            size_t k = 0;
+            for (size_t q = 0; q < plen && k < PATH_LEN; q++)
+                full[k++] = path[q];
+            if (k < PATH_LEN)
+                full[k++] = '/';
+            for (const char *q = child.name; *q && k < PATH_LEN; q++)
+                full[k++] = *q;
+            full[k] = 0;
+            if (child.attr & MV_ATTR_DIRECTORY)
+                rec_add(&n, full, ST_ADDED, 0, 0);
+            else if (hash_file(&child, hash))
+                rec_add(&n, full, ST_ADDED, child.size, 0);
+            else
+                rec_add(&n, full, ST_ADDED, child.size, hash);
+        }
+        if (wr < 0)
+            rec_add(&n, path, ST_UNREADABLE, 0, 0);
+    }
+
+    const struct rec_entry *r = (const struct rec_entry *)(rec_buf + sizeof *rh);
+    for (uint32_t i = 0; i < n; i++)
+        if (r[i].status != ST_OK) {
+            (*not_ok)++;
+            path_copy(path, r[i].path);
+            printf("validator:   %s %s\n", status_names[r[i].status], path);
+        }
+    rh->n = n;
+    return sizeof *rh + n * sizeof(struct rec_entry);
+}
+
+void kmain(struct multiboot_info *mbi)
+{
+    const char *line = mb_cmdline(mbi);
+    uint32_t hz = mv_cmdline_uint(line, "hz", 1000);
+    uint32_t jobs = mv_cmdline_uint(line, "jobs", 0);
+    uint32_t ticks = mv_cmdline_uint(line, "ticks", 5000);
+    uint32_t trywrite = mv_cmdline_uint(line, "trywrite", 0);
+    uint32_t hang = mv_cmdline_uint(line, "hang", 0);
+    if (hz == 0 || hz > 10000)
+        hz = 1000;
+    printf("mgmt_validator: hz=%u jobs=%u ticks=%u trywrite=%u hang=%u\n", hz, jobs, ticks, trywrite, hang);
+    mv_timer_start(hz);
+    int rc = mv_ata_init();
+    if (rc) {
+        printf("validator: %s\n", mv_ata_strerror(rc));
+        exit(2);
+    }
+    sti();
+    uint32_t seen = 0, last = 0, done = 0;
+    for (;;) {
+        seen = mv_wait_tick(seen);
+        int32_t r = vmcall(HC_MOUNT_POLL, (uint32_t)job_buf, JOB_BUF_SIZE, 0);
+        if (r == 1) {
+            if (hang) {
+                printf("validator: job taken; hang=1: never answering\n");
+                for (;;)
+                    sti_hlt();
+            }
+            uint32_t job_id, not_ok;
+            uint32_t len = run_job(trywrite, &job_id, &not_ok);
+            const struct rec_hdr *rh = (const struct rec_hdr *)rec_buf;
+            int32_t fr = vmcall(HC_FINDINGS, (uint32_t)rec_buf, len, 0);
+            int32_t ur = vmcall(HC_UNMOUNT, 0, 0, 0);
+            printf("validator: job %u: %u entries, %u not OK\n", job_id, rh->n, not_ok);
+            if (fr || ur)
+                printf("validator: job %u: FINDINGS returned %d, UNMOUNT returned %d\n", job_id, fr, ur);
+            done++;
+            last = mv_ticks;
+            seen = last;
+            if (jobs && done >= jobs)
+                break;
+        } else if (r != 0) {
+            printf("validator: MOUNT_POLL returned %d\n", r);
+            exit(3);
+        }
+        if (ticks && seen - last >= ticks) {
+            printf("validator: no job for %u ticks\n", ticks);
+            break;
+        }
+    }
+    printf("validator done: %u jobs, %u ATA commands, %u sectors read\n", done, mv_ata.commands,
+           mv_ata.sectors_read);
+    exit(0);
+}
