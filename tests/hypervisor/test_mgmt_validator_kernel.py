@@ -47,6 +47,7 @@ class Job:
     partition_lba: int = 0
 
     def pack(self) -> bytes:
+        assert all(len(p.encode()) <= PATH_LEN for p in self.dirs + [f[0] for f in self.files])
         out = struct.pack("<6I", JOB_MAGIC, 1, self.job_id, self.partition_lba, len(self.dirs), len(self.files))
         out += b"".join(d.encode().ljust(PATH_LEN, b"\0") for d in self.dirs)
         out += b"".join(p.encode().ljust(PATH_LEN, b"\0") + struct.pack("<I", s) + h for p, s, h in self.files)
@@ -309,6 +310,28 @@ def test_trywrite_on_a_writable_mount_is_accepted(demo_copy, demo_baseline):
     assert "WRITE SECTORS at lba 0 ACCEPTED" in out.decode()
     after = demo_copy.read_bytes()
     assert after[:16] == b"mgmt_validator d" and after[512:] == before[512:]
+
+
+def set_fat16_entry(image: Path, cluster: int, value: int) -> None:
+    """Write one FAT16 entry in every FAT copy of the demo volume (fatgen103 3.1 BPB, 4 FAT entries)."""
+    with open(image, "r+b") as f:
+        f.seek(DEMO_PART_OFFSET)
+        bs = f.read(512)
+        rsvd, nfats, fatsz = struct.unpack_from("<H", bs, 14)[0], bs[16], struct.unpack_from("<H", bs, 22)[0]
+        for i in range(nfats):
+            f.seek(DEMO_PART_OFFSET + (rsvd + i * fatsz) * 512 + 2 * cluster)
+            f.write(struct.pack("<H", value))
+
+
+def test_a_short_chain_is_unreadable_and_a_free_link_after_the_content_is_not(demo_copy, demo_baseline):
+    """/BIN/APP.EXE's chain cut after its first cluster (1 of 256): UNREADABLE; /ETC/NET.CFG's single cluster
+    followed by a free link: only an anomaly for the monitor-side validator, OK for the kernel."""
+    set_fat16_entry(demo_copy, demo_baseline["files"]["/BIN/APP.EXE"]["first_cluster"], 0xFFFF)
+    set_fat16_entry(demo_copy, demo_baseline["files"]["/ETC/NET.CFG"]["first_cluster"], 0x0000)
+    run = run_validator(demo_copy, [job_from_baseline(demo_baseline)], "jobs=1")
+    rec = check_against_validate(run, demo_copy, demo_baseline)
+    assert rec.statuses() == {"/BIN/APP.EXE": UNREADABLE, "/ETC/NET.CFG": OK, "/ETC/PASSWD": OK}
+    assert rec.entries[[e.path for e in rec.entries].index("/BIN/APP.EXE")].size == 262144
 
 
 def test_two_jobs_and_the_idle_exit(demo_copy, demo_baseline):
