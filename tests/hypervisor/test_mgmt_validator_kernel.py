@@ -393,3 +393,26 @@ def test_fixture_disks_long_names_and_fat_types(spec, tmp_path):
     st = rec.statuses()
     assert st[victim.upper()] == REMOVED
     assert st["/DOCS/ADDED LATER WITH A LONG NAME.TXT"] == ADDED
+
+
+def test_no_straight_line_code_longer_than_emus_exact_stop_window():
+    """emu stops a run at an exact instruction inside a translated block only when that instruction lies in the
+    block's first 256 bytes (emu/cpu/vcpu.py _finish_exact); a longer block (e.g. an unrolled SHA-256 round loop)
+    made Machine.run spin forever when a timer deadline fell late in it. Keep every straight-line stretch of the
+    kernel's code below that until emu handles it."""
+    from capstone import CS_ARCH_X86, CS_GRP_CALL, CS_GRP_INT, CS_GRP_IRET, CS_GRP_JUMP, CS_GRP_RET, CS_MODE_32, Cs
+    from elftools.elf.elffile import ELFFile
+    with open(KERNEL, "rb") as f:
+        text = ELFFile(f).get_section_by_name(".text")
+        code, base = text.data(), text["sh_addr"]
+    md = Cs(CS_ARCH_X86, CS_MODE_32)
+    md.detail = True
+    longest, start = 0, None
+    for insn in md.disasm(code, base):
+        start = insn.address if start is None else start
+        if any(insn.group(g) for g in (CS_GRP_JUMP, CS_GRP_CALL, CS_GRP_RET, CS_GRP_INT, CS_GRP_IRET)) or \
+                insn.mnemonic in ("hlt", "ud2"):
+            longest = max(longest, insn.address + insn.size - start)
+            start = None
+    assert sum(i.size for i in md.disasm(code, base)) > len(code) - 64     # the sweep covered the code
+    assert 0 < longest < 256
