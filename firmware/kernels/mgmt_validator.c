@@ -133,6 +133,60 @@ static void try_write(void)
                t.refused ? "refused" : "ACCEPTED", t.status, t.error, t.data_phase ? ", after the data phase" : "");
 }
 
+#define MAX_PENDING 64
+#define MAX_ADDED_DIRS_WALKED 256
+
+/* Added directories still to be listed (their content is added too). */
+static struct {
+    uint32_t cluster;
+    char path[PATH_LEN + 1];
+} pending[MAX_PENDING];
+static uint32_t n_pending;
+
+/* Report every entry of the directory at `cluster` (0: the root) that no job entry resolves to as ADDED, with the
+ * path `dir`/name (truncated to 64 bytes); unlisted subdirectories are queued. A broken directory chain adds an
+ * UNREADABLE entry for the directory itself. */
+static void walk_dir(uint32_t cluster, const char *dir, uint32_t n_files, uint32_t n_dirs, uint32_t *n)
+{
+    uint8_t hash[32];
+    size_t plen = strlen(dir);
+    while (plen && dir[plen - 1] == '/')
+        plen--;
+    mv_dir_open(&fs, &walk, cluster);
+    int wr;
+    while ((wr = mv_dir_next(&walk, &child)) == 1) {
+        if (loc_listed(child.lba, child.off, n_files, n_dirs))
+            continue;
+        char full[PATH_LEN + 1];
+        size_t k = 0;
+        for (size_t q = 0; q < plen && k < PATH_LEN; q++)
+            full[k++] = dir[q];
+        if (k < PATH_LEN)
+            full[k++] = '/';
+        for (const char *q = child.name; *q && k < PATH_LEN; q++)
+            full[k++] = *q;
+        full[k] = 0;
+        if (child.attr & MV_ATTR_DIRECTORY) {
+            rec_add(n, full, ST_ADDED, 0, 0);
+            if (child.first_cluster && n_pending < MAX_PENDING) {
+                pending[n_pending].cluster = child.first_cluster;
+                memcpy(pending[n_pending].path, full, sizeof full);
+                n_pending++;
+            }
+        } else if (hash_file(&child, hash)) {
+            rec_add(n, full, ST_ADDED, child.size, 0);
+        } else {
+            rec_add(n, full, ST_ADDED, child.size, hash);
+        }
+    }
+    if (wr < 0) {
+        char p[PATH_LEN + 1];
+        memcpy(p, dir, plen < PATH_LEN ? plen : PATH_LEN);
+        p[plen < PATH_LEN ? plen : PATH_LEN] = 0;
+        rec_add(n, plen ? p : "/", ST_UNREADABLE, 0, 0);
+    }
+}
+
 /* One job: build the findings record in rec_buf; returns its length. */
 static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
 {
@@ -215,33 +269,16 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
         path_copy(path, dirs + j * PATH_LEN);
         if (mv_fat_lookup(&fs, path, &ent))
             continue;
-        size_t plen = strlen(path);
-        while (plen && path[plen - 1] == '/')
-            path[--plen] = 0;
-        mv_dir_open(&fs, &walk, ent.first_cluster);
-        int wr;
-        while ((wr = mv_dir_next(&walk, &child)) == 1) {
-            if (loc_listed(child.lba, child.off, h->n_files, h->n_dirs))
-                continue;
-            char full[PATH_LEN + 1];
-            size_t k = 0;
-            for (size_t q = 0; q < plen && k < PATH_LEN; q++)
-                full[k++] = path[q];
-            if (k < PATH_LEN)
-                full[k++] = '/';
-            for (const char *q = child.name; *q && k < PATH_LEN; q++)
-                full[k++] = *q;
-            full[k] = 0;
-            if (child.attr & MV_ATTR_DIRECTORY)
-                rec_add(&n, full, ST_ADDED, 0, 0);
-            else if (hash_file(&child, hash))
-                rec_add(&n, full, ST_ADDED, child.size, 0);
-            else
-                rec_add(&n, full, ST_ADDED, child.size, hash);
-        }
-        if (wr < 0)
-            rec_add(&n, path, ST_UNREADABLE, 0, 0);
+        walk_dir(ent.first_cluster, path, h->n_files, h->n_dirs, &n);
     }
+    /* Directories that nobody listed, found above (ADDED): their whole content is added too, as the monitor-side
+     * validator reports everything under a protected path. Bounded: a directory loop cannot keep it going. */
+    for (uint32_t walked = 0; n_pending && walked < MAX_ADDED_DIRS_WALKED; walked++) {
+        n_pending--;
+        memcpy(path, pending[n_pending].path, sizeof path);
+        walk_dir(pending[n_pending].cluster, path, h->n_files, h->n_dirs, &n);
+    }
+    n_pending = 0;
 
     const struct rec_entry *r = (const struct rec_entry *)(rec_buf + sizeof *rh);
     for (uint32_t i = 0; i < n; i++)

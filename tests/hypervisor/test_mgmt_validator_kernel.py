@@ -312,6 +312,20 @@ def test_trywrite_on_a_writable_mount_is_accepted(demo_copy, demo_baseline):
     assert after[:16] == b"mgmt_validator d" and after[512:] == before[512:]
 
 
+def test_an_added_directory_and_its_content(demo_copy, demo_baseline, tmp_path):
+    """mmd /ETC/NEW.D and a file in it: the monitor-side validator reports both as added; so does the kernel."""
+    mtools(demo_copy, "mmd", "::/ETC/NEW.D")
+    mtools(demo_copy, "mmd", "::/ETC/NEW.D/Sub dir")
+    payload = b"planted\n"
+    (tmp_path / "planted.cfg").write_bytes(payload)
+    mtools(demo_copy, "mcopy", str(tmp_path / "planted.cfg"), "::/ETC/NEW.D/Sub dir/planted.cfg")
+    run = run_validator(demo_copy, [job_from_baseline(demo_baseline)], "jobs=1")
+    rec = check_against_validate(run, demo_copy, demo_baseline)
+    added = {e.path: (e.size, e.sha256) for e in rec.entries if e.status == ADDED}
+    assert added == {"/ETC/NEW.D": (0, bytes(32)), "/ETC/NEW.D/Sub dir": (0, bytes(32)),
+                     "/ETC/NEW.D/Sub dir/planted.cfg": (len(payload), sha256(payload))}
+
+
 def set_fat16_entry(image: Path, cluster: int, value: int) -> None:
     """Write one FAT16 entry in every FAT copy of the demo volume (fatgen103 3.1 BPB, 4 FAT entries)."""
     with open(image, "r+b") as f:
