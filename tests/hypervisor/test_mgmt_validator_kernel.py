@@ -348,6 +348,16 @@ def test_a_short_chain_is_unreadable_and_a_free_link_after_the_content_is_not(de
     assert rec.entries[[e.path for e in rec.entries].index("/BIN/APP.EXE")].size == 262144
 
 
+@pytest.mark.parametrize("lba, status", [(2048, OK), (1, UNREADABLE)])
+def test_partition_lba_given_by_the_monitor(demo_copy, demo_baseline, lba, status):
+    """partition_lba != 0 is used as is: the demo volume's start gives all OK, a sector without a BPB nothing."""
+    job = job_from_baseline(demo_baseline)
+    job.partition_lba = lba
+    run = run_validator(demo_copy, [job], "jobs=1")
+    assert run.status == 1
+    assert {e.status for e in run.records[0].entries} == {status}
+
+
 def test_two_jobs_and_the_idle_exit(demo_copy, demo_baseline):
     jobs = [job_from_baseline(demo_baseline, 1), job_from_baseline(demo_baseline, 2)]
     run = run_validator(demo_copy, jobs, "ticks=50")
