@@ -66,3 +66,13 @@ def test_register_snapshot_matches_register_reads():
         m.run(max_insns=budget)
         snap = m.cpu.regs()
         assert snap == {name: m.cpu.reg(name) for name in snap}
+
+
+def test_deadline_deep_inside_a_long_block():
+    """A block of 300 five-byte instructions (1500 bytes): budgets land on any of them."""
+    code = b"\x05\x78\x56\x34\x12" * 300 + b"\xf4"   # add eax, 0x12345678 … ; hlt
+    for n in (1, 60, 299, 300):
+        cpu = _cpu(code)
+        assert cpu.run(n) is Stop.DEADLINE
+        assert cpu.icount == n and cpu.reg("eip") == 0x1000 + 5 * n
+        assert cpu.reg("eax") == (0x12345678 * n) & 0xFFFFFFFF

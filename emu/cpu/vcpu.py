@@ -553,19 +553,24 @@ class Vcpu:
         pc = self.linear_pc()
         # (ctl_request_cache must not be used here: a block it translates is not dropped by
         # ctl_remove_cache, and the one-shot hook below would never fire.)
-        code = b""
-        for span in (256, 64, 16):
-            try:
-                code = self.read_virt(pc, span)
-                break
-            except GuestMemoryError:
-                continue
-        if not code:
-            return Stop.DEADLINE
-        starts = decode.offsets(code, self.code_bits())
         n = target - st.count
+        bits = self.code_bits()
+        starts: tuple[int, ...] = ()
+        for span in (256, 1024, 4096 + 16, 8192 + 16):   # a block may span up to 512 instructions / a page
+            code = b""
+            for size in (span, (PAGE - (pc & (PAGE - 1))) or PAGE, 16):
+                try:
+                    code = self.read_virt(pc, min(size, span))
+                    break
+                except GuestMemoryError:
+                    continue
+            if not code:
+                break
+            starts = decode.offsets(code, bits)
+            if n < len(starts) - 1 or len(code) < span:
+                break
         if n >= len(starts):
-            return Stop.DEADLINE
+            return self._overshoot(target)
         exit_at = (pc + starts[n]) & 0xFFFFFFFF
         # A one-shot code hook at the n-th instruction stops the run before it (Unicorn honours a
         # stop from a code hook immediately); the block is retranslated with it, and again after.
@@ -594,6 +599,27 @@ class Vcpu:
         if self.stop_request:
             return Stop.REQUEST
         return Stop.DEADLINE
+
+    def _overshoot(self, target: int) -> Stop:
+        """Last resort when the block's instructions cannot be decoded: let it run whole (never hang)."""
+        st = self.st
+        st.deadline = st.count + 512          # QEMU's largest block
+        st.deadline_hit = 0
+        st.block_size = 0
+        try:
+            self.uc.emu_start(self.linear_pc(), 0)
+        except UcError as exc:
+            self.sync_icount()
+            return self._fatal(f"{exc} at {self.linear_pc():#010x}")
+        finally:
+            st.deadline = target
+        if self._hook_error is not None:
+            raise self._hook_error
+        if self.shutdown is not None:
+            return Stop.SHUTDOWN
+        if not st.deadline_hit:
+            self.sync_icount()
+        return Stop.REQUEST if self.stop_request else Stop.DEADLINE
 
     def _hook_exact_stop(self, uc, address, size, _user):
         uc.emu_stop()
