@@ -17,6 +17,7 @@ from emu import EmuError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "fixtures" / "demo" / "scenario.toml"
+SCENARIOS = {"monitor": SCENARIO, "guest:mgmt": ROOT / "fixtures" / "demo" / "scenario-guest.toml"}
 
 
 def add_parsers(sub) -> None:
@@ -26,6 +27,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print every event and the summary as JSON lines")
     p.add_argument("--verbose", action="store_true", help="print every trap-handler step (310 ... 370)")
     p.add_argument("--pcap", metavar="FILE", default=None, help="write the virtual switch's frames to FILE (pcap)")
+    p.add_argument("--validation", choices=sorted(SCENARIOS), default="monitor",
+                   help="where the analysis runs: in the monitor (default), or in the management guest, which mounts "
+                        "the application guest's disk read-only for a short window (patent FIG. 3)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -33,15 +37,18 @@ def cmd_demo(args) -> int:
     """Run the demo; 0 when validations passed before the tampering, it was detected and the guest restricted."""
     from emu.hypervisor.cli import run_scenario
 
-    if not SCENARIO.exists():
-        raise EmuError(f"demo scenario missing: {SCENARIO} (run from a source checkout)")
+    scenario = SCENARIOS[args.validation]
+    if not scenario.exists():
+        raise EmuError(f"demo scenario missing: {scenario} (run from a source checkout)")
     if not args.json:
-        print(f"emu demo: {SCENARIO.relative_to(ROOT)} — virtual time (instructions) | guest | event")
-    _status, summary = run_scenario(str(SCENARIO), json_out=args.json, verbose=args.verbose, pcap=args.pcap)
+        print(f"emu demo: {scenario.relative_to(ROOT)} — virtual time (instructions) | guest | event")
+    _status, summary = run_scenario(str(scenario), json_out=args.json, verbose=args.verbose, pcap=args.pcap)
     results = summary["results"]
     first_dirty = next((i for i, r in enumerate(results) if not r["clean"]), None)
+    reasons = {"if_masked", "write_in_progress"} if args.validation != "monitor" else \
+        {"if_masked", "write_in_progress", "dma_active"}
     ok = (first_dirty is not None and first_dirty > 0 and all(r["clean"] for r in results[:first_dirty])
-          and summary["restricted"] and {"if_masked", "write_in_progress", "dma_active"} <= set(summary["deferrals"]))
+          and summary["restricted"] and reasons <= set(summary["deferrals"]))
     if not args.json:
         print("demo:", "ok — clean validations, then the tampering detected and the guest restricted" if ok
               else "UNEXPECTED outcome (see the summary)")
