@@ -12,7 +12,7 @@ learns of the mount and answers through hypercalls (ABI in ``docs/mgmt-validator
 
 The record is checked and turned into the same :class:`~emu.integrity.findings.Findings` the monitor-side validator
 produces (file-level kinds: added, removed, changed, unreadable).  A deadline in the management guest's
-instructions bounds the window: past it the monitor remaps back anyway and records a failed validation.
+virtual time (instructions, time spent halted included) bounds the window: past it the monitor remaps back anyway and records a failed validation.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Job:
     target: Any                 # the Machine whose disk is mounted
     drive: Any                  # its AtaDrive the disk came from
     backing: Any
-    started: int                # validator instructions at mount
+    started: int                # validator virtual time (instructions, halted time included) at mount
     delivered: bool = False
     findings: Optional[Findings] = None
     error: Optional[str] = None
@@ -86,7 +86,7 @@ class GuestValidator:
         slot = self.validator.platform.ide[1].drives[0]
         slot.insert(backing.view() if hasattr(backing, "view") else backing, read_only=True)
         self.jobs += 1
-        self.job = Job(self.jobs, target, drive, backing, self.validator.cpu.icount)
+        self.job = Job(self.jobs, target, drive, backing, self.validator.cpu.vtime)
         return self.job
 
     def _finish(self, error: Optional[str] = None) -> None:
@@ -107,7 +107,7 @@ class GuestValidator:
     def check_deadline(self) -> None:
         """Past the deadline the monitor remaps back anyway and records a failed validation."""
         job = self.job
-        if job is not None and self.validator.cpu.icount - job.started > self.deadline:
+        if job is not None and self.validator.cpu.vtime - job.started > self.deadline:
             self._finish(f"management guest did not finish within {self.deadline} instructions")
 
     def abort(self, why: str) -> None:

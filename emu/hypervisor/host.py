@@ -169,6 +169,14 @@ class Host:
             runnable = self.schedulable()
             if not runnable:
                 break
+            if self.time_ns() >= self.scenario.max_ns:
+                for name in runnable:
+                    state = self.guests[name]
+                    state.result = RunResult(EndReason.MAX_INSNS, 124, "host virtual-time limit of the scenario "
+                                             f"reached ({self.scenario.max_ns} ns)", state.machine.cpu.icount)
+                    self._event({"kind": "guest_end", "guest": name, "icount": state.machine.cpu.vtime,
+                                 "message": state.result.message, "status": state.result.status})
+                break
             for name in runnable:
                 state = self.guests[name]
                 if state.result is not None or state.paused:

@@ -75,6 +75,7 @@ class Scenario:
     jitter: int = 0
     seed: int = 1
     max_insns: int = 500_000_000
+    max_ns: int = 10_000_000_000
     pcap: Optional[Path] = None
     where: str = "monitor"
     deadline_insns: int = 50_000_000
@@ -92,7 +93,7 @@ EXIT_REASONS = ("IO_INSTRUCTION", "HLT", "VMCALL", "CPUID", "RDTSC")
 
 _KEYS = {
     "": {"host", "guest", "trap", "policy", "validation", "restrictions"},
-    "host": {"quantum", "jitter", "seed", "max_insns", "pcap"},
+    "host": {"quantum", "jitter", "seed", "max_insns", "max_ns", "pcap"},
     "guest": {"name", "kernel", "cmdline", "mem", "disks", "vlan", "mac"},
     "trap": {"guest", "reasons", "validate", "disk"},
     "policy": {"kind", "interval_ns", "count"},
@@ -209,6 +210,7 @@ def load(path: str | Path) -> Scenario:
                         int(host.get("max_insns", 500_000_000)),
                         (path.parent / host["pcap"]).resolve() if "pcap" in host else None)
     scenario.where = where
+    scenario.max_ns = int(host.get("max_ns", 10_000_000_000))
     scenario.deadline_insns = int(validation.get("deadline_insns", 50_000_000))
     if scenario.quantum <= 0 or scenario.jitter < 0:
         raise ScenarioError(f"{path}: [host] quantum must be positive and jitter not negative")

@@ -205,7 +205,7 @@ class TrapHandler:
         target = job.target
         self.host.detached.discard(target.name)
         self.emit(TrapEvent(Block.UNMOUNT, target.name, target.cpu.vtime,
-                            {"job": job.job_id, "validator_insns": self.guestval.validator.cpu.icount - job.started}))
+                            {"job": job.job_id, "validator_vtime": self.guestval.validator.cpu.vtime - job.started}))
         findings = job.findings if job.findings is not None else Findings()
         self._conclude(trapper, icount, target, findings, now_ns, started, by=f"guest:{self.guestval.validator.name}",
                        error=job.error)

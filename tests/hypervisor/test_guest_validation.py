@@ -53,7 +53,7 @@ def run_checked(path: Path, monkeypatch):
         w["after"] = hashlib.sha256(job.backing.read(0, job.backing.sectors)).hexdigest()
         w["monitor"] = file_level(validate(job.backing.view(), self.baseline))
         w["guest"] = None if job.findings is None else file_level(job.findings)
-        w["error"] = job.error
+        w["error"] = error or job.error
         return real_finish(self, error)
 
     monkeypatch.setattr(guestval.GuestValidator, "mount", mount)
@@ -116,13 +116,15 @@ def test_each_kind_of_tampering(tmp_path, monkeypatch, tamper):
 def test_a_silent_management_guest_hits_the_deadline(tmp_path, monkeypatch):
     disk = tmp_path / "app.img"
     shutil.copyfile(DEMO / "demo.img", disk)
-    path = scenario(tmp_path, disk, "hz=1000 ticks=60 log=50 check=100 tamper=0", "hz=1000 hang=1",
+    path = scenario(tmp_path, disk, "hz=1000 ticks=200 log=50 check=100 tamper=0", "hz=1000 hang=1",
                     deadline=2_000_000)
+    path.write_text(path.read_text().replace("seed = 7", "seed = 7\nmax_ns = 4000000000"))
     host, summary, windows, _ = run_checked(path, monkeypatch)
     assert windows and windows[0]["guest"] is None and "did not finish" in windows[0]["error"]
     failed = [e for e in host.events if e.get("block") == 410]
     assert failed and failed[0]["clean"] is False and "did not finish" in failed[0]["error"]
     assert summary["guests"]["app"]["status"] == 1          # the application guest ran on to its end
+    assert "virtual-time limit" in summary["guests"]["mgmt"]["end"]   # the silent one never ended by itself
     assert not summary["restricted"]                         # a failed validation restricts nobody
 
 
