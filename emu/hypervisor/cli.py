@@ -140,6 +140,10 @@ def format_summary(s: dict[str, Any]) -> str:
              f"  longest validation pause: {s['pause_ms_max']} ms"]
     for name, g in s["guests"].items():
         lines.append(f"  guest {name}: {g['end']} ({g['icount']} instructions)")
+    for name, port in (s.get("network") or {}).items():
+        drops = ", ".join(f"{k}={v}" for k, v in sorted(port["dropped"].items())) or "none"
+        lines.append(f"  network {name}: vlan {port['vlan']}, frames in {port['frames_in']}, "
+                     f"out {port['frames_out']}, dropped {drops}")
     return "\n".join(lines)
 
 
