@@ -526,16 +526,23 @@ def test_probe_transcripts_match_qemu(n, disk_kind, tmp_path):
     subprocess.run(["gcc", "-m32", "-ffreestanding", "-fno-pic", "-fno-stack-protector", "-O1", "-nostdlib",
                     "-c", str(PROBE_DIR / f"probe{n}.c"), "-o", str(obj)], check=True)
     subprocess.run(["ld", "-m", "elf_i386", "-T", str(PROBE_DIR / "link.ld"), str(obj), "-o", str(elf)], check=True)
-    disk.write_bytes(bytes(mbr_pattern_disk() if disk_kind == "-mbr" else pattern_disk()))
     defaults = [] if disk_kind == "-default" else ["-nodefaults"]
-    subprocess.run(["qemu-system-i386", *defaults, "-display", "none", "-m", "32", "-kernel", str(elf),
-                    "-drive", f"file={disk},format=raw,if=ide,index=0", "-debugcon", f"file:{out}",
-                    "-device", "isa-debug-exit,iobase=0xf4,iosize=1"], timeout=60, check=False)
 
     def stable(text: str) -> list[str]:
         return [line for line in text.splitlines() if not line.startswith(RACY_LINES)]
 
-    assert stable(out.read_text()) == stable((PROBE_DIR / f"probe{n}{disk_kind}.out").read_text())
+    golden = stable((PROBE_DIR / f"probe{n}{disk_kind}.out").read_text())
+    # QEMU completes some ATA commands asynchronously on host threads: on a loaded host a probe can sample a
+    # register a moment early. The golden must be what QEMU prints in at least one of three fresh runs.
+    for _attempt in range(3):
+        disk.write_bytes(bytes(mbr_pattern_disk() if disk_kind == "-mbr" else pattern_disk()))
+        subprocess.run(["qemu-system-i386", *defaults, "-display", "none", "-m", "32", "-kernel", str(elf),
+                        "-drive", f"file={disk},format=raw,if=ide,index=0", "-debugcon", f"file:{out}",
+                        "-device", "isa-debug-exit,iobase=0xf4,iosize=1"], timeout=60, check=False)
+        got = stable(out.read_text())
+        if got == golden:
+            break
+    assert got == golden
 
 
 def test_irq_line_levels_match_qemu():
