@@ -508,8 +508,10 @@ def test_snapshot_roundtrips_to_json():
     assert "drives" in m.ch0.info()
 
 
-RACY_LINES = ("r3 after blk1 raw:", "srst set m:")
-"""probe2 samples these inside QEMU's asynchronous BSY window on purpose; their status varies run to run."""
+RACY_LINES = ("r3 after blk1 raw:", "srst set m:", "srst set:", "slave identify:")
+"""Lines sampled inside QEMU's asynchronous windows (BSY after a command, SRST in progress, the IRQ of an
+IDENTIFY to an absent slave): QEMU's own value varies run to run, so the re-check ignores them (the emu side is
+still compared with the recorded golden by the other tests)."""
 
 
 @pytest.mark.qemu
