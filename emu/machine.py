@@ -91,7 +91,6 @@ class MachineConfig:
     mem_mib: int = 32
     disks: list = field(default_factory=list)
     disks_read_only: bool = False
-    exits_log: Optional[str] = None
     clock: ClockSpec = field(default_factory=ClockSpec)
     name: str = "guest"
 
@@ -527,10 +526,8 @@ class Machine:
         if self.end is not None:
             return self._finish(self.end.reason, self.end.status, self.end.message)
         if stop is Stop.HLT and vmx.hlt_exits:
-            cs_base = cpu.context().u64(cpu.offsets.cs_base)
             record = vmx.instruction_exit((cpu.linear_pc() - 1) & 0xFFFFFFFF, cpu.icount - 1, ExitReason.HLT)
             outcome = vmx.exit(record)
-            _ = cs_base
             if outcome is Decision.SKIP:
                 return None
             if outcome is Decision.STOP:

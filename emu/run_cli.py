@@ -56,7 +56,7 @@ def cmd_run(args) -> int:
     if len(args.disk) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
     machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
-                                    disks_read_only=args.disk_ro, exits_log=args.exits))
+                                    disks_read_only=args.disk_ro))
     if args.exits:
         log_exits(machine, args.exits)
     recording = None

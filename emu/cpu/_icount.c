@@ -119,13 +119,6 @@ void icount_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, struct icoun
     st->blocks++;
 }
 
-void icount_edge_hook(uc_engine *uc, uc_tb *cur, uc_tb *prev, struct icount_state *st)
-{
-    (void)uc; (void)prev;
-    if (cur && cur->icount)
-        icount_learn(st, cur->pc, cur->size, cur->icount);
-}
-
 /* UC_HOOK_CODE on the instruction after an I/O instruction: makes a stop requested by the
  * I/O hook take effect right there (Unicorn checks for a stop after code hooks only). */
 void icount_stop_check_hook(uc_engine *uc, uint64_t addr, uint32_t size, struct icount_state *st)

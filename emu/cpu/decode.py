@@ -33,12 +33,6 @@ def index_of(code: bytes, offset: int, bits: int = 32) -> int:
     return n
 
 
-def last_mnemonic(code: bytes, bits: int = 32) -> str | None:
-    """Mnemonic of the last instruction of a block."""
-    insns = list(_CS[bits].disasm_lite(code, 0))
-    return insns[-1][2] if insns else None
-
-
 IO_MNEMONICS = frozenset({"in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd"})
 HOOKED_MNEMONICS = IO_MNEMONICS | {"rdtsc", "rdtscp", "cpuid"}
 """Instructions whose Unicorn instruction hooks need the exact site (see Vcpu._locate_site)."""
