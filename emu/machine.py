@@ -171,7 +171,8 @@ class Machine:
         if not vmx.observers and ExitReason.IO_INSTRUCTION not in vmx.handlers:
             vmx.counts["IO_INSTRUCTION"] += 1     # nobody looks: the default handler (the device) needs no record
             return None
-        record = vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION, code=site.code)
+        record = vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION, code=site.code,
+                                      saved_context=True)     # io_permitted saved it in this hook
         outcome = vmx.exit(record)
         if isinstance(outcome, Inject):
             self._fault_at_io(outcome.vector, outcome.error_code)

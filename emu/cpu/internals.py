@@ -17,8 +17,10 @@ from functools import lru_cache
 
 import unicorn
 from unicorn import Uc, UC_ARCH_X86, UC_MODE_32, UC_HOOK_INTR
-from unicorn.x86_const import (UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CS, UC_X86_REG_EAX, UC_X86_REG_ESP,
-                               UC_X86_REG_GDTR, UC_X86_REG_SS)
+from unicorn.unicorn_py3.unicorn import uclib
+from unicorn.x86_const import (UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CS, UC_X86_REG_EAX, UC_X86_REG_EBP,
+                               UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDI, UC_X86_REG_EDX, UC_X86_REG_EIP,
+                               UC_X86_REG_ESI, UC_X86_REG_ESP, UC_X86_REG_GDTR, UC_X86_REG_SS)
 
 from emu import EmuError
 
@@ -29,6 +31,9 @@ UNICORN_VERSION = "2.1.4"
 class Offsets:
     """Byte offsets inside the saved context buffer (header included)."""
 
+    regs: int = 40             # env->regs[8] (u64 each: EAX ECX EDX EBX ESP EBP ESI EDI)
+    eip: int = 168             # env->eip
+    segs: int = 224            # env->segs[6] (ES CS SS DS FS GS), 24 bytes each, selector first
     eflags: int = 176          # env->eflags (IOPL, IF, ...; arithmetic flags are lazy)
     hflags: int = 216          # bit 3 HF_INHIBIT_IRQ (STI / MOV SS shadow), bits 1:0 CPL
     cs_base: int = 256         # segs[R_CS].base (u64); segs[R_CS] starts at 248
@@ -42,6 +47,8 @@ class Offsets:
 
 
 OFFSETS = Offsets()
+_GPR_IDS = (UC_X86_REG_EAX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_EBX, UC_X86_REG_ESP, UC_X86_REG_EBP,
+            UC_X86_REG_ESI, UC_X86_REG_EDI)
 HF_INHIBIT_IRQ = 1 << 3
 
 
@@ -51,6 +58,7 @@ class RawContext:
     def __init__(self, uc: Uc):
         self.uc = uc
         self.ctx = uc.context_save()
+        self._uch, self._handle = uc._uch, self.ctx.context
         self.addr = ctypes.cast(self.ctx.context, ctypes.c_void_p).value
         buffer = (ctypes.c_char * OFFSETS.size).from_address(self.addr)
         self.u32s = memoryview(buffer).cast("B").cast("I")
@@ -58,7 +66,7 @@ class RawContext:
 
     def refresh(self) -> "RawContext":
         """Copy the CPU state into the buffer (``uc_context_save``, ~1 µs)."""
-        self.uc.context_update(self.ctx)
+        uclib.uc_context_save(self._uch, self._handle)   # the binding's context_update, minus its overhead
         return self
 
     def u32(self, offset: int) -> int:
@@ -120,6 +128,14 @@ def check() -> Offsets:
     raw.refresh()
     cr3 = raw.u32(o.cr3)
     code32 = raw.u32(o.cs_flags) >> 22 & 1 and raw.u64(o.cs_base) == 0
+    # 4. general registers, EIP and the selectors where the register snapshot reads them
+    values = [0x11111111 * (i + 1) for i in range(8)]
+    for regid, value in zip(_GPR_IDS, values):
+        uc.reg_write(regid, value)
+    uc.reg_write(UC_X86_REG_EIP, 0x1234)
+    raw.refresh()
+    layout = ([raw.u32(o.regs + 8 * i) for i in range(8)] == values and raw.u32(o.eip) == 0x1234
+              and raw.u32(o.segs + 24) == 0x08 and raw.u32(o.segs + 48) == 0x10)
     ok = (
         len(seen) == 2
         and seen[0][0] == 13 and seen[0][1] == 0x1234 and seen[0][2] == 0
@@ -128,6 +144,7 @@ def check() -> Offsets:
         and shadow
         and cr3 == 0x5000
         and code32
+        and layout
         and len(bytes(raw.ctx)) == o.size
     )
     if not ok:

@@ -43,6 +43,8 @@ GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
 EFLAGS_IF = 1 << 9
 HF_PE = 1 << 7
+if (internals.OFFSETS.regs, internals.OFFSETS.eip, internals.OFFSETS.segs) != (40, 168, 224):
+    raise EmuError("Vcpu.regs() reads the context at word indices that no longer match internals.OFFSETS")
 _HFLAGS_WORD = internals.OFFSETS.hflags // 4
 _EFLAGS_WORD = internals.OFFSETS.eflags // 4
 HF_CS32 = 1 << 4
@@ -151,19 +153,16 @@ class Vcpu:
         """Write a register by name."""
         self.uc.reg_write(REGS32[name], value)
 
-    def regs(self) -> dict[str, int]:
+    def regs(self, refresh: bool = True) -> dict[str, int]:
         """Snapshot of the general registers, EIP, EFLAGS and segment selectors.
 
-        Read from one saved context (``regs[]`` at +40, EIP at +168, segment selectors at +224 in steps of
-        24, in QEMU's order ES CS SS DS FS GS); EFLAGS through Unicorn, which folds in the lazy flags."""
-        self.uc.context_update(self.raw.ctx)
-        w = self.raw.u32s
-        snap = {name: w[10 + 2 * i] for i, name in enumerate(GPRS)}
-        snap["eip"] = w[42]
-        snap["eflags"] = self.raw_reg(X.UC_X86_REG_EFLAGS)
-        for i, name in enumerate(("es", "cs", "ss", "ds", "fs", "gs")):
-            snap[name] = w[56 + 6 * i] & 0xFFFF
-        return snap
+        Read from one saved context (32-bit words: ``regs[]`` from +40, EIP at +168, the selectors from +224
+        in steps of 24, in QEMU's order ES CS SS DS FS GS); EFLAGS through Unicorn, which folds in the lazy
+        flags.  ``refresh=False`` reuses the context buffer a check saved earlier in the same hook."""
+        w = (self.raw.refresh() if refresh else self.raw).u32s
+        return {"eax": w[10], "ecx": w[12], "edx": w[14], "ebx": w[16], "esp": w[18], "ebp": w[20], "esi": w[22],
+                "edi": w[24], "eip": w[42], "eflags": self.raw_reg(X.UC_X86_REG_EFLAGS),
+                "es": w[56], "cs": w[62], "ss": w[68], "ds": w[74], "fs": w[80], "gs": w[86]}
 
     def raw_reg(self, regid: int) -> int:
         """A 32-bit register through the C API directly (~3x cheaper than the binding's reg_read)."""
@@ -206,8 +205,7 @@ class Vcpu:
 
     def io_permitted(self, port: int, size: int) -> bool:
         """IN/OUT privilege check (SDM Vol. 1 §19.5): CPL <= IOPL, else the TSS I/O permission bitmap."""
-        self.uc.context_update(self.raw.ctx)
-        words = self.raw.u32s
+        words = self.raw.refresh().u32s
         hflags = words[_HFLAGS_WORD]
         if not hflags & HF_PE or hflags & 3 <= (words[_EFLAGS_WORD] >> 12) & 3:
             return True

@@ -6,14 +6,13 @@ defines one (INS/OUTS, LMSW m16), and the interruption information for events.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Callable, Mapping, Optional
 
 from emu import EmuError
 from emu.vmx import decode
 from emu.vmx.qualification import (ActivityState, CrAccessType, InterruptionInfo, InterruptionType,
                                    Interruptibility, LmswOperandType)
-from emu.vmx.reasons import ExitReason
+from emu.vmx.reasons import ExitReason, exit_reason
 from emu.vmx.record import REGISTER_NAMES, VmExit
 
 SOFTWARE_EVENTS = frozenset({InterruptionType.SOFTWARE_INTERRUPT, InterruptionType.SOFTWARE_EXCEPTION,
@@ -25,12 +24,10 @@ _ADDRESS_MASK = {16: 0xFFFF, 32: 0xFFFFFFFF, 64: 0xFFFFFFFF_FFFFFFFF}
 _REGISTER_SET = frozenset(REGISTER_NAMES)
 
 
-@lru_cache(maxsize=16384)
-def _encoded(q) -> int:
-    return q.encode()
-
-
 def _snapshot(regs: Mapping[str, int]) -> dict[str, int]:
+    """A copy of the registers a VmExit keeps (``Vcpu.regs()`` already fits; other mappings are filtered)."""
+    if _REGISTER_SET.issuperset(regs):
+        return dict(regs)
     return {name: value for name, value in regs.items() if name in _REGISTER_SET}
 
 
@@ -52,26 +49,30 @@ def instruction_exit(code: bytes, bits: int, regs: Mapping[str, int], *, rip: in
         reason = decode.instruction_exit_reason(code, bits)
         if reason is None:
             raise EmuError(f"instruction {bytes(code[:15]).hex()} does not cause an instruction VM exit")
-    length = decode.instruction_length(code, bits)
+    elif type(reason) is not ExitReason:
+        reason = exit_reason(int(reason))
     qualification, guest_linear = 0, None
     if reason is ExitReason.IO_INSTRUCTION:
-        q = decode.io_qualification(code, bits, regs.get("edx", 0))
-        qualification = _encoded(q)
-        if q.string:
+        length, qualification, string = decode.io_exit_fields(code, bits, regs.get("edx", 0))
+        if string:
             operand = decode.string_io_operand(code, bits)
             offset = decode.register_value(regs, operand.index) & _ADDRESS_MASK[operand.address_size]
             guest_linear = (bases.get(operand.segment, 0) + offset) & _ADDRESS_MASK[32 if bits != 64 else 64]
-    elif reason is ExitReason.CR_ACCESS:
-        q = decode.cr_access(code, bits, regs=regs, read_linear=read_linear, segment_bases=bases)
-        qualification = q.encode()
-        if q.access_type is CrAccessType.LMSW and q.lmsw_operand is LmswOperandType.MEMORY:
-            guest_linear = decode.memory_operand_linear(code, bits, regs, bases)
-    elif reason is ExitReason.DR_ACCESS:
-        qualification = decode.dr_access(code, bits).encode()
-    elif reason is ExitReason.INVLPG:
-        qualification = decode.invlpg_qualification(code, bits, regs, bases)
-    return VmExit(reason, qualification, length, rip, linear_rip, icount, guest, guest_linear,
-                  interruptibility=interruptibility, activity=activity, regs=_snapshot(regs))
+    else:
+        length = decode.instruction_length(code, bits)
+        if reason is ExitReason.CR_ACCESS:
+            q = decode.cr_access(code, bits, regs=regs, read_linear=read_linear, segment_bases=bases)
+            qualification = q.encode()
+            if q.access_type is CrAccessType.LMSW and q.lmsw_operand is LmswOperandType.MEMORY:
+                guest_linear = decode.memory_operand_linear(code, bits, regs, bases)
+        elif reason is ExitReason.DR_ACCESS:
+            qualification = decode.dr_access(code, bits).encode()
+        elif reason is ExitReason.INVLPG:
+            qualification = decode.invlpg_qualification(code, bits, regs, bases)
+    if type(activity) is not ActivityState:
+        activity = ActivityState.decode(int(activity))
+    return VmExit.taken(reason, qualification, length, rip, rip if linear_rip is None else linear_rip,
+                        icount, guest, guest_linear, interruptibility, _snapshot(regs), activity)
 
 
 def exception_exit(vector: int, kind: InterruptionType = InterruptionType.HARDWARE_EXCEPTION, *, rip: int,

@@ -112,10 +112,12 @@ class Monitor:
         return bool(self.observers)
 
     # --- records ------------------------------------------------------------------
-    def _state(self) -> tuple[dict[str, int], Interruptibility, int, int]:
-        """Registers, interruptibility, CS base and code width from ONE saved context (hot path of every exit)."""
+    def _state(self, refresh: bool = True) -> tuple[dict[str, int], Interruptibility, int, int]:
+        """Registers, interruptibility, CS base and code width from ONE saved context (hot path of every exit).
+
+        ``refresh=False``: the context buffer was saved earlier in the same hook (the I/O privilege check)."""
         cpu = self.machine.cpu
-        regs = cpu.regs()              # refreshes the context buffer
+        regs = cpu.regs(refresh)
         words = cpu.raw.u32s
         hflags = words[_HFLAGS_WORD]
         cs_base = words[_CS_BASE_WORD] | words[_CS_BASE_WORD + 1] << 32
@@ -123,15 +125,16 @@ class Monitor:
         return regs, shadow, cs_base, 32 if hflags & HF_CS32 else 16
 
     def instruction_exit(self, linear_pc: int, icount: int, reason: Optional[ExitReason] = None,
-                         edx: Optional[int] = None, code: bytes = b"") -> VmExit:
-        """The exit record for the instruction at ``linear_pc`` (not yet executed); ``code`` = its bytes if known."""
+                         edx: Optional[int] = None, code: bytes = b"", saved_context: bool = False) -> VmExit:
+        """The exit record for the instruction at ``linear_pc`` (not yet executed); ``code`` = its bytes if known;
+        ``saved_context``: the hook already saved the CPU context (nothing ran since)."""
         cpu = self.machine.cpu
         if not code:
             try:
                 code = cpu.read_virt(linear_pc, 15)
             except Exception:
                 code = cpu.read_virt(linear_pc, 1)
-        regs, interruptibility, cs_base, bits = self._state()
+        regs, interruptibility, cs_base, bits = self._state(not saved_context)
         if edx is not None:
             regs["edx"] = edx
         regs["eip"] = (linear_pc - cs_base) & 0xFFFFFFFF   # Unicorn does not sync EIP before its I/O hooks
@@ -163,8 +166,8 @@ class Monitor:
     def exit(self, record: VmExit) -> Outcome:
         """Record an exit, tell the observers, run its handler; returns the handler's decision."""
         self.history.append(record)
-        self.counts[record.reason.name] += 1
-        for observer in list(self.observers):
+        self.counts[record.reason._name_] += 1
+        for observer in tuple(self.observers):
             observer(record)
         handler = self.handlers.get(record.reason)
         return handler(record, self) if handler else None

@@ -34,9 +34,13 @@ REGISTER_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
 _REGISTER_SET = frozenset(REGISTER_NAMES)
 
 
-@lru_cache(maxsize=16384)
 def decode_qualification(reason: ExitReason, qualification: int) -> Optional[Decoded]:
     """The structured qualification for I/O, CR-access and DR-access exits; None for other reasons."""
+    return _decode_qualification(int(reason), qualification)
+
+
+@lru_cache(maxsize=16384)
+def _decode_qualification(reason: int, qualification: int) -> Optional[Decoded]:   # keyed by int: Enum hashes slowly
     codec = QUALIFICATION_CODECS.get(reason)
     return codec.decode(qualification) if codec else None
 
@@ -104,6 +108,24 @@ class VmExit:
             unknown = set(regs) - _REGISTER_SET
             raise EmuError(f"unknown registers in the snapshot: {', '.join(sorted(unknown))}")
         set_(self, "regs", regs)
+
+    @classmethod
+    def taken(cls, reason: ExitReason, qualification: int, insn_len: int, rip: int, linear_rip: int, icount: int,
+              guest: str, guest_linear: Optional[int], interruptibility: Interruptibility, regs: dict[str, int],
+              activity: ActivityState = ActivityState.ACTIVE, interruption: Optional[InterruptionInfo] = None,
+              error_code: Optional[int] = None) -> "VmExit":
+        """The record of an exit the monitor takes: fields from its own decoders, so not re-validated (the hot path).
+
+        ``regs`` must be a fresh dict of :data:`REGISTER_NAMES` keys (the record keeps it); everything else
+        is what ``VmExit(...)`` would store, ``decoded`` included.
+        """
+        self = object.__new__(cls)
+        self.__dict__.update(reason=reason, qualification=qualification, insn_len=insn_len, rip=rip,
+                             linear_rip=linear_rip, icount=icount, guest=guest, guest_linear=guest_linear,
+                             guest_physical=None, interruptibility=interruptibility, activity=activity,
+                             interruption=interruption, error_code=error_code, regs=regs, failed_vmentry=False,
+                             decoded=_decode_qualification(int(reason), qualification))
+        return self
 
     @property
     def reason_field(self) -> int:
