@@ -47,6 +47,26 @@ class Inject:
 Outcome = Union[Decision, Inject, None]
 _HFLAGS_WORD = OFFSETS.hflags // 4
 _CS_BASE_WORD = OFFSETS.cs_base // 4
+_SEGS_WORD = OFFSETS.segs // 4
+_SEGMENT_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}   # QEMU's segs[] order
+
+
+class _SegmentBases:
+    """Segment bases read on demand from the context buffer the exit just saved (24-byte entries, base at +8)."""
+
+    __slots__ = ("_words",)
+
+    def __init__(self, words: memoryview):
+        self._words = words
+
+    def get(self, name: str, default: int = 0) -> int:
+        index = _SEGMENT_INDEX.get(name)
+        if index is None:
+            return default
+        word = _SEGS_WORD + 6 * index + 2
+        return self._words[word] | self._words[word + 1] << 32
+
+
 _STI_SHADOWS = {False: Interruptibility(), True: Interruptibility(sti=True)}
 _IO_CONTROLS = int(PrimaryControls.UNCONDITIONAL_IO | PrimaryControls.USE_IO_BITMAPS)
 Handler = Callable[[VmExit, "Monitor"], Outcome]
@@ -140,7 +160,8 @@ class Monitor:
         regs["eip"] = (linear_pc - cs_base) & 0xFFFFFFFF   # Unicorn does not sync EIP before its I/O hooks
         return build.instruction_exit(code, bits, regs, rip=regs["eip"],
                                       linear_rip=linear_pc, icount=icount, guest=self.machine.name,
-                                      interruptibility=interruptibility, reason=reason)
+                                      interruptibility=interruptibility, reason=reason,
+                                      segment_bases=_SegmentBases(cpu.raw.u32s))
 
     def plain_exit(self, reason: ExitReason, icount: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
         """An exit that carries no decoded qualification (HLT, CPUID, RDTSC, VMCALL, windows, MTF, ...)."""

@@ -180,3 +180,33 @@ def test_a_stop_decision_inside_rep_insd_stops_after_that_element(tmp_path):
     m.close()
     assert result.status == 1 and bytes(out) == bytes(out_free)
     assert seen == list(range(seen[0], seen[0] - len(seen), -1))   # every element exactly once
+
+
+
+def test_string_io_guest_linear_adds_the_segment_base():
+    """INS writes ES:EDI and OUTS reads DS:ESI: the guest-linear address is segment base + offset (SDM §28.2.1)."""
+    m = Machine(MachineConfig(kernel=str(FW / "hello.elf")), console=lambda b: None)
+    gdt = (bytes(8) + bytes.fromhex("ffff0000009acf00")                      # 0x08 flat code
+           + bytes.fromhex("ffff00000092cf00")                                # 0x10 flat data
+           + bytes.fromhex("ffff0000109200 00".replace(" ", "")))            # 0x18 data, base 0x100000
+    m.cpu.write_phys(0x300000, gdt)
+    m.cpu.write_phys(0x300100, (len(gdt) - 1).to_bytes(2, "little") + (0x300000).to_bytes(4, "little"))
+    code = (b"\x0f\x01\x15" + (0x300100).to_bytes(4, "little")   # lgdt [0x300100]
+            + b"\x66\xb8\x18\x00"                                 # mov ax, 0x18
+            + b"\x8e\xc0"                                           # mov es, ax
+            + b"\xbf\x00\x20\x00\x00"                            # mov edi, 0x2000
+            + b"\xbe\x00\x30\x00\x00"                            # mov esi, 0x3000
+            + b"\x66\xba\x80\x00"                                 # mov dx, 0x80
+            + b"\x6c"                                                # insb   (ES:EDI)
+            + b"\x26\x6e"                                           # outsb  es:[esi] (segment override)
+            + b"\x6e"                                                # outsb  (DS:ESI)
+            + b"\xe6\xf4")                                          # out 0xf4, al
+    m.cpu.write_phys(0x200000, code)
+    m.cpu.set_reg("eip", 0x200000)
+    m.vmx.controls.primary |= PrimaryControls.UNCONDITIONAL_IO
+    seen = []
+    m.vmx.observers.append(seen.append)
+    m.run(max_insns=100)
+    strings = [e for e in seen if e.decoded.string]
+    assert [(e.decoded.direction.name, e.guest_linear) for e in strings] == [
+        ("IN", 0x100000 + 0x2000), ("OUT", 0x100000 + 0x3000), ("OUT", 0x3001)]
