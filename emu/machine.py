@@ -12,7 +12,7 @@ import enum
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from emu.boot import multiboot
 from emu.clock import Clock, ClockSpec
@@ -26,6 +26,9 @@ from emu.vmx.cpuid import cpuid as cpuid_model
 from emu.vmx.monitor import Decision, Inject, Monitor, Outcome
 from emu.vmx.qualification import InterruptionType
 from emu.vmx.reasons import ExitReason
+
+if TYPE_CHECKING:
+    from emu.net.config import GuestNetwork, NicConfig
 
 # Flat GDT like QEMU's multiboot option ROM leaves: 0x10 code, 0x18 data.
 BOOT_GDT_ADDR = 0x500
@@ -93,6 +96,8 @@ class MachineConfig:
     disks_read_only: bool = False
     clock: ClockSpec = field(default_factory=ClockSpec)
     name: str = "guest"
+    nic: Optional["NicConfig"] = None
+    """An NE2000 on the machine's own switch (emu.net.config; `emu run --nic`); None = no network card."""
 
 
 class Machine:
@@ -140,6 +145,11 @@ class Machine:
         self.pic = self.platform.pic
         if config.kernel:
             self.load_kernel(config.kernel, config.cmdline, config.kernel_name)
+        self.network: Optional["GuestNetwork"] = None
+        """The card, switch, peer and capture of ``config.nic`` (emu.net.config.build_network)."""
+        if config.nic is not None:
+            from emu.net.config import build_network
+            self.network = build_network(self, config.nic)
 
     # --- wiring -----------------------------------------------------------
     def add_device(self, dev) -> None:
