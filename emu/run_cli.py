@@ -46,7 +46,37 @@ def add_parsers(sub) -> None:
                         "the original images to replay")
     p.add_argument("--gdb", metavar="[HOST:]PORT", default=None,
                    help="serve the GDB remote protocol (loopback unless HOST is given); the guest waits for gdb")
+    p.add_argument("--nic", nargs="?", const="", default=None, action=_NicAction, metavar="OPTIONS",
+                   help="plug an NE2000 (QEMU ne2k_isa: iobase 0x300, irq 9, mac 52:54:00:12:34:56) into a private "
+                        "virtual switch; OPTIONS change them: mac=52:54:00:12:34:57,iobase=0x320,irq=10 "
+                        "(docs/network.md)")
+    p.add_argument("--net-peer", metavar="PEER", default=None,
+                   help="put a peer on the NIC's switch: 'echo' answers PING frames like the net tests' peer "
+                        "(needs --nic)")
+    p.add_argument("--pcap", metavar="FILE", default=None,
+                   help="write every frame on the NIC's switch to FILE (classic pcap, virtual timestamps; needs --nic)")
     p.set_defaults(func=cmd_run)
+
+
+class _NicAction(argparse.Action):
+    """``--nic`` with optional ``key=value`` options; refuses a bare word (a kernel path taken for the options)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values and "=" not in values:
+            raise argparse.ArgumentError(self, f"{values!r} is not key=value options; write the kernel before "
+                                               f"--nic, or --nic=mac=...")
+        setattr(namespace, self.dest, values)
+
+
+def nic_config(args):
+    """The NicConfig of ``--nic``/``--net-peer``/``--pcap`` (None without ``--nic``); EmuError on a bad value."""
+    if args.nic is None:
+        for flag, value in (("--net-peer", args.net_peer), ("--pcap", args.pcap)):
+            if value is not None:
+                raise EmuError(f"{flag} needs --nic")
+        return None
+    from emu.net.config import parse_nic_options
+    return parse_nic_options(args.nic, peer=args.net_peer, pcap=args.pcap)
 
 
 def cmd_run(args) -> int:
@@ -55,8 +85,11 @@ def cmd_run(args) -> int:
 
     if len(args.disk) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    nic = nic_config(args)
+    if nic is not None and args.record:
+        raise EmuError("--record cannot record a run with --nic (traces have no network frames yet)")
     machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
-                                    disks_read_only=args.disk_ro))
+                                    disks_read_only=args.disk_ro, nic=nic))
     if args.exits:
         log_exits(machine, args.exits)
     recording = None

@@ -37,12 +37,12 @@ def golden(name: str) -> Path:
     return GOLDEN_DIR / f"{name}.qemu.txt"
 
 
-def run_qemu_with_peer(name: str, append: Optional[str] = None,
-                       mac: bytes = DEFAULT_MAC) -> tuple[subprocess.CompletedProcess, list[bytes]]:
-    """The kernel under QEMU with an ne2k_isa (0x300, IRQ 9, ``mac``) wired to a loopback UDP echo peer."""
+def run_qemu_with_peer(name: str, append: Optional[str] = None, mac: bytes = DEFAULT_MAC, iobase: int = 0x300,
+                       irq: int = 9) -> tuple[subprocess.CompletedProcess, list[bytes]]:
+    """The kernel under QEMU with an ne2k_isa (``iobase``, ``irq``, ``mac``) wired to a loopback UDP echo peer."""
     with UdpEchoPeer() as peer:
-        cmd = qemu_ref.qemu_command(str(kernel(name)), append=append) + peer.netdev_args(free_udp_port(),
-                                                                                          mac=format_mac(mac))
+        cmd = qemu_ref.qemu_command(str(kernel(name)), append=append) + peer.netdev_args(
+            free_udp_port(), iobase=iobase, irq=irq, mac=format_mac(mac))
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     return proc, peer.received
 
