@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from emu.cpu.vcpu import CR0_PE, GuestMemoryError, Vcpu
 
@@ -48,6 +48,7 @@ class Event:
     error_code: Optional[int] = None
     return_eip: Optional[int] = None
     insn_eip: Optional[int] = None   # start of the instruction (software events): faults in delivery return here
+    injected: bool = False           # injected by a VM-exit handler: delivered without another exit (SDM §27.6)
 
 
 class DeliveryFault(Exception):
@@ -186,35 +187,43 @@ def deliver_protected(cpu: Vcpu, event: Event) -> None:
     cpu.set_reg("eip", offset)
 
 
-def deliver(cpu: Vcpu, event: Event) -> Optional[str]:
-    """Deliver ``event``; escalate faults to #DF and triple fault.  Returns a shutdown reason or None."""
+def _deliver_one(cpu: Vcpu, event: Event) -> None:
+    if cpu.protected:
+        deliver_protected(cpu, event)
+    else:
+        deliver_real_mode(cpu, event)
+
+
+def _escalates(first: int, second: int) -> bool:
+    """True when ``second`` raised while delivering ``first`` becomes #DF (SDM Vol. 3A Table 6-5)."""
+    first_bad = first in CONTRIBUTORY or first == PF
+    second_bad = second in CONTRIBUTORY or second == PF
+    return first_bad and second_bad and not (first in CONTRIBUTORY and second == PF)
+
+
+def deliver(cpu: Vcpu, event: Event,
+            intercept: Optional[Callable[[Event], Optional[Event]]] = None) -> Optional[str]:
+    """Deliver ``event``; a fault during delivery is delivered instead, or escalates to #DF and then to a
+    triple fault (SDM Vol. 3A Table 6-5).  Returns a shutdown reason or None.
+
+    ``intercept`` sees each fault raised by the delivery before it is delivered (the VMX exception
+    bitmap): it returns the event to deliver instead, or None when the delivery ends there."""
     current = event
-    for _ in range(3):
+    for _ in range(5):
         try:
-            if cpu.protected:
-                deliver_protected(cpu, current)
-            else:
-                deliver_real_mode(cpu, current)
+            _deliver_one(cpu, current)
             return None
         except DeliveryFault as fault:
             if current.vector == DF:
                 return f"triple fault: {VECTOR_NAMES.get(fault.vector, fault.vector)} while delivering #DF"
-            first_bad = current.vector in CONTRIBUTORY or current.vector == PF
-            second_bad = fault.vector in CONTRIBUTORY or fault.vector == PF
-            if first_bad and second_bad and not (current.vector in CONTRIBUTORY and fault.vector == PF):
+            if _escalates(current.vector, fault.vector):
                 current = Event(DF, EventKind.HARDWARE_EXCEPTION, 0, event.return_eip)
             else:
                 fault_eip = event.insn_eip if event.insn_eip is not None else event.return_eip
                 current = Event(fault.vector, EventKind.HARDWARE_EXCEPTION, fault.error_code,
                                 cpu.reg("eip") if fault_eip is None else fault_eip)
-                if current.vector in CONTRIBUTORY or current.vector == PF:
-                    # A contributory fault raised by a benign event's delivery: deliver it; if it faults too → #DF.
-                    try:
-                        if cpu.protected:
-                            deliver_protected(cpu, current)
-                        else:
-                            deliver_real_mode(cpu, current)
-                        return None
-                    except DeliveryFault:
-                        current = Event(DF, EventKind.HARDWARE_EXCEPTION, 0, current.return_eip)
+            if intercept is not None:
+                current = intercept(current)
+                if current is None:
+                    return None
     return "triple fault"
