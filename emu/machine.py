@@ -166,7 +166,7 @@ class Machine:
         if self.vmx.io_exits(port, size):
             outcome = self._io_exit()
             if outcome is not None and outcome is not Decision.EMULATE and outcome is not Decision.STOP:
-                return cpu.reg("eax") & ((1 << (8 * size)) - 1)   # skipped or replaced by an event
+                return getattr(outcome, "in_data", cpu.reg("eax")) & ((1 << (8 * size)) - 1)  # completed/skipped/event
         if port in self.denied_ports:
             return (1 << (8 * size)) - 1
         return self.bus.read(port, size)

@@ -14,12 +14,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from emu.hypervisor.scenario import RestrictionSpec, Scenario
 from emu.hypervisor.trap import TrapEvent, TrapHandler
 from emu.machine import EndReason, Machine, MachineConfig, RunResult
 from emu.vmx.controls import PrimaryControls
+
+if TYPE_CHECKING:
+    from emu.hypervisor.restrictions import GuestRestrictions
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Host:
         self.detached: set[str] = set()
         self.disk_copies: dict[str, list[Path]] = {}
         self.rng = random.Random(scenario.seed)
+        self.restrictions: dict[str, "GuestRestrictions"] = {}
+        """Restrictions in force, by guest (block 420; emu.hypervisor.restrictions)."""
         for spec in scenario.guests:
             copies = []
             for i, disk in enumerate(spec.disks):
@@ -132,34 +137,24 @@ class Host:
 
     # --- restrictions (block 420) -------------------------------------------------
     def restrict(self, machine: Machine, spec: RestrictionSpec) -> list[str]:
-        """Apply the scenario's restrictions to ``machine``; returns what was applied."""
-        applied = []
-        for r in spec.on_findings:
-            if r == "quarantine_vlan":
-                nic = getattr(machine, "switch_port", None)
-                if nic is not None:
-                    self.switch.set_vlan(nic, spec.quarantine_vlan)
-                applied.append(f"quarantine_vlan={spec.quarantine_vlan}" + ("" if nic is not None else " (no NIC)"))
-            elif r == "deny_ports":
-                machine.denied_ports.update(spec.deny_ports)
-                applied.append("deny_ports=" + ",".join(f"{p:#x}" for p in spec.deny_ports))
-            elif r == "revoke_hypercalls":
-                machine.revoked_hypercalls.update(spec.revoke_hypercalls)
-                applied.append("revoke_hypercalls=" + ",".join(map(str, spec.revoke_hypercalls)))
-            elif r == "pause":
-                self.guests[machine.name].paused = True
-                applied.append("pause")
-        return applied
+        """Apply the scenario's restrictions to ``machine`` (emu.hypervisor.restrictions); returns what was
+        applied, as the timeline shows it (a restriction that cannot apply, e.g. a quarantine without a NIC, is
+        left out and listed in ``self.restrictions[name].skipped``)."""
+        from emu.hypervisor import restrictions
+        done = restrictions.restrict(self, machine, spec)
+        earlier = self.restrictions.get(machine.name)
+        if earlier is not None:   # restricted again before a lift: both are lifted together
+            earlier.applied += done.applied
+            earlier.skipped += done.skipped
+        else:
+            self.restrictions[machine.name] = done
+        return [item.text for item in done.applied]
 
-    def lift(self, machine: Machine, spec: RestrictionSpec) -> list[str]:
-        """Undo :meth:`restrict`."""
-        machine.denied_ports.difference_update(spec.deny_ports)
-        machine.revoked_hypercalls.difference_update(spec.revoke_hypercalls)
-        self.guests[machine.name].paused = False
-        nic = getattr(machine, "switch_port", None)
-        if nic is not None:
-            self.switch.set_vlan(nic, machine.home_vlan)
-        return list(spec.on_findings)
+    def lift(self, machine: Machine, spec: Optional[RestrictionSpec] = None) -> list[str]:
+        """Undo what :meth:`restrict` applied to ``machine``, and only that; returns the names lifted."""
+        from emu.hypervisor import restrictions
+        done = self.restrictions.pop(machine.name, None)
+        return restrictions.lift(done) if done is not None else []
 
     # --- scheduling -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
