@@ -38,6 +38,9 @@ Deliberate differences from QEMU (documented in docs/devices-ide.md):
   buffer outside RAM is skipped (Error): a READ DMA leaves memory alone, a
   WRITE DMA stores zeros for it, as QEMU's unassigned reads give; the
   transfer then completes as in QEMU (ATA 0x50, IRQ), so BMIS reads 0x06.
+  A buffer only partly in RAM is split in 4 KiB-aligned pieces: the pieces in
+  RAM are transferred (as QEMU maps the RAM part directly), only the rest is
+  skipped (checked against QEMU by the ``ide_slots`` kernel).
 
 Kept from QEMU: clearing Start while a transfer is in flight completes it at
 once (QEMU drains the request: the data arrives, the IRQ fires); with the PCI
@@ -62,6 +65,8 @@ BMIC_READ = 0x08
 # BMIS bits.
 BMIS_ACTIVE = 0x01
 BMIS_ERROR = 0x02
+PIECE = 0x1000
+"""Granularity at which a buffer only partly in guest RAM is split (the guest page size)."""
 BMIS_INTERRUPT = 0x04
 BMIS_DRV0_DMA = 0x20
 BMIS_DRV1_DMA = 0x40
@@ -297,6 +302,13 @@ class BmDmaChannel:
         s.due = base + -(-length // self.owner.bytes_per_insn)
         self._timer = self.owner.clock.schedule(s.due, self._step, f"bm{self.index}-dma")
 
+    def _copy(self, mem: GuestMemory, base: int, off: int, length: int) -> None:
+        """Move ``length`` bytes between guest RAM at ``base`` and offset ``off`` of the transfer."""
+        if self._staging is None:
+            mem.write(base, self._data[off:off + length])
+        else:
+            self._staging[off:off + length] = mem.read(base, length)
+
     def _step(self) -> None:
         """One scatter entry completes: copy it in one slice, then schedule the next or finish."""
         self._timer = None
@@ -305,12 +317,18 @@ class BmDmaChannel:
         base, length = s.sg[s.sg_index]
         mem = self._memory()
         off = s.offset
-        if not mem.contains(base, length):
-            self._bus_error(f"buffer {base:#x}+{length:#x}")   # staging keeps zeros for a write
-        elif self._staging is None:
-            mem.write(base, self._data[off:off + length])
+        if mem.contains(base, length):
+            self._copy(mem, base, off, length)
         else:
-            self._staging[off:off + length] = mem.read(base, length)
+            self._bus_error(f"buffer {base:#x}+{length:#x}")   # staging keeps zeros for a write
+            end = base + length
+            while base < end:                                 # the pieces that are in RAM still move
+                piece = min(end, (base | (PIECE - 1)) + 1) - base
+                if mem.contains(base, piece):
+                    self._copy(mem, base, off, piece)
+                base += piece
+                off += piece
+            off = s.offset
         s.offset = off + length
         s.sg_index += 1
         if s.sg_index < len(s.sg):

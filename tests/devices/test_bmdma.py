@@ -302,13 +302,30 @@ def test_dma_outside_ram_sets_error_and_never_writes():
     assert any("outside guest RAM" in w for w in m.bm.warnings)
 
 
-def test_buffer_straddling_end_of_ram_is_skipped_with_error():
+def test_buffer_straddling_end_of_ram_moves_the_part_in_ram_with_error():
+    """QEMU 7.2 writes the part of a buffer that is in RAM (ide_slots kernel: "the part in RAM holds lba 40-43: yes")."""
     m = IdeMachine(ram=1 << 20)
     start_read(m, 1, 3, [(BUF, 512), ((1 << 20) - 512, 1024)])
     m.tick(1000)
     assert m.inb(m.bmbase + 2) == 0x06 and m.inb(0x3F6) == 0x50
     assert bytes(m.ram.b[BUF:BUF + 512]) == bytes(m.disk.data[512:1024])   # the good entry still arrived
-    assert bytes(m.ram.b[-512:]) == bytes(512)
+    assert bytes(m.ram.b[-512:]) == bytes(m.disk.data[1024:1536])           # and the straddling one's RAM part
+    assert any("outside guest RAM" in w for w in m.bm.warnings)
+
+
+def test_write_dma_straddling_end_of_ram_reads_the_part_in_ram():
+    """The RAM part of a WRITE DMA buffer reaches the disk, the rest is zeros (QEMU 7.2, ide_slots kernel)."""
+    m = IdeMachine(ram=1 << 20)
+    m.enable_bus_master()
+    m.ram.b[-512:] = bytes(range(256)) * 2
+    m.ram.b[PRD:PRD + 8] = ((1 << 20) - 512).to_bytes(4, "little") + (0x80000400).to_bytes(4, "little")
+    m.outl(m.bmbase + 4, PRD)
+    m.sel_lba(3, 2)
+    m.outb(0x1F7, 0xCA)
+    m.outb(m.bmbase, 1)
+    m.tick(1000)
+    assert m.inb(m.bmbase + 2) == 0x06 and m.inb(0x1F7) == 0x50
+    assert bytes(m.disk.data[3 * 512:5 * 512]) == bytes(range(256)) * 2 + bytes(512)
 
 
 def test_write_dma_from_outside_ram_stores_zeros(m):
