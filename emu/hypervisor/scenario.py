@@ -228,13 +228,13 @@ def _guest(path: Path, raw: Any, index: int) -> GuestSpec:
     kernel_arg = t.get("kernel", Kind.STR)
     kernel = _file(t, "kernel", kernel_arg)
     mem = t.get("mem", Kind.INT, 32, *MEM_MIB)
-    _check_kernel(t, kernel, mem)
+    _check_kernel(t, kernel_arg, kernel, mem)
     disk_args = t.get("disks", Kind.STR_LIST, [])
     if len(disk_args) > MAX_DISKS:
         raise t.fail(f"disks: {len(disk_args)} given, at most {MAX_DISKS} (primary/secondary, master/slave)")
     disks = [_file(t, "disks entry", d) for d in disk_args]
-    for disk in disks:
-        _check_disk(t, disk)
+    for arg, disk in zip(disk_args, disks):
+        _check_disk(t, arg, disk)
     mac = None
     if "mac" in raw:
         text = t.get("mac", Kind.STR)
@@ -248,22 +248,26 @@ def _guest(path: Path, raw: Any, index: int) -> GuestSpec:
     return GuestSpec(name, kernel, t.get("cmdline", Kind.STR, ""), kernel_arg, mem, disks, vlan, mac)
 
 
-def _check_kernel(t: _Table, kernel: Path, mem: int) -> None:
+def _check_kernel(t: _Table, arg: str, kernel: Path, mem: int) -> None:
     """The kernel must be a multiboot ELF that fits the guest's RAM (emu.boot.multiboot)."""
     from emu.boot import multiboot
     try:
         multiboot.parse(kernel, mem * 1024 * 1024)
     except EmuError as exc:
-        raise t.fail(str(exc)) from None
+        raise t.fail(f"kernel {arg!r}: {_without_prefix(str(exc), f'kernel {kernel}: ')}") from None
 
 
-def _check_disk(t: _Table, disk: Path) -> None:
+def _check_disk(t: _Table, arg: str, disk: Path) -> None:
     """A disk must open as an image (a regular, readable file of whole sectors)."""
     from emu.storage.image import DiskImage
     try:
         DiskImage(str(disk), read_only=True).close()
     except EmuError as exc:
-        raise t.fail(str(exc)) from None
+        raise t.fail(f"disks entry {arg!r}: {_without_prefix(str(exc), f'disk image {disk}: ')}") from None
+
+
+def _without_prefix(message: str, prefix: str) -> str:
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def load(path: str | Path) -> Scenario:
