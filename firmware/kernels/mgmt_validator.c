@@ -21,37 +21,61 @@
 #define HC_UNMOUNT 4
 #define JOB_MAGIC 0x424F4A56u         /* 'VJOB' */
 #define REC_MAGIC 0x444E4946u         /* 'FIND' */
-#define ABI_VERSION 1
+#define ABI_V1 1                      /* size and SHA-256 only; the record answers in version 1 */
+#define ABI_V2 2                      /* + attributes to compare, configuration files to return */
 #define PATH_LEN 64
 #define JOB_BUF_SIZE 65536u
-#define REC_BUF_SIZE 65536u
+#define ENTRY_AREA 65536u             /* record header + entries */
+#define CFG_AREA 16384u               /* configuration entries + their content (v2) */
+#define REC_BUF_SIZE (ENTRY_AREA + CFG_AREA)
+#define MAX_CONFIG 64
 
 enum status { ST_OK = 0, ST_CHANGED = 1, ST_REMOVED = 2, ST_ADDED = 3, ST_UNREADABLE = 4 };
 static const char *const status_names[] = { "ok", "changed", "removed", "added", "unreadable" };
+/* Statuses of a configuration file (v2): 0 OK, 2 REMOVED, 4 UNREADABLE as above, and: */
+enum { CF_DIRECTORY = 5, CF_TOO_LARGE = 6 };
 
-struct job_hdr {
-    uint32_t magic, version, job_id, partition_lba, n_dirs, n_files;
+/* job_file.compare (v2): the baseline attributes to compare, and the expected type. */
+enum { CMP_TYPE = 1, CMP_SIZE = 2, CMP_ATTR = 4, CMP_WRITE_TIME = 8, CMP_FIRST_CLUSTER = 16, CMP_SHA256 = 32,
+       EXPECT_DIR = 0x100 };
+/* rec_entry.flags (v2) */
+enum { RF_DIR = 1, RF_HASH = 2, RF_META = 4 };
+
+struct job_hdr {                      /* v1: 24 bytes (up to n_files); v2: 32 */
+    uint32_t magic, version, job_id, partition_lba, n_dirs, n_files, n_config, reserved;
 } __attribute__((packed));
 
-struct job_file {
+struct job_file {                     /* v1: the first 100 bytes; v2: 120 */
     char path[PATH_LEN];
     uint32_t size;
     uint8_t sha256[32];
+    uint32_t compare, attr, write_time, first_cluster;
 } __attribute__((packed));
 
-struct rec_hdr {
-    uint32_t magic, version, job_id, n;
+struct rec_hdr {                      /* v1: 16 bytes (up to n); v2: 24 */
+    uint32_t magic, version, job_id, n, n_config, data_len;
 } __attribute__((packed));
 
-struct rec_entry {
+struct rec_entry {                    /* v1: the first 104 bytes; v2: 120 */
     char path[PATH_LEN];
     uint32_t status, size;
     uint8_t sha256[32];
+    uint32_t flags, attr, write_time, first_cluster;
 } __attribute__((packed));
 
-#define MAX_FILES ((JOB_BUF_SIZE - sizeof(struct job_hdr)) / sizeof(struct job_file))
-#define MAX_DIRS ((JOB_BUF_SIZE - sizeof(struct job_hdr)) / PATH_LEN)
-#define MAX_ENTRIES ((REC_BUF_SIZE - sizeof(struct rec_hdr)) / sizeof(struct rec_entry))
+struct rec_config {                   /* v2: 112 bytes */
+    char path[PATH_LEN];
+    uint32_t status, size;
+    uint8_t sha256[32];
+    uint32_t offset, length;          /* of the content in the data area that follows the configuration entries */
+} __attribute__((packed));
+
+#define JOB_HDR_V1 24u
+#define JOB_FILE_V1 100u
+#define REC_HDR_V1 16u
+#define REC_ENTRY_V1 104u
+#define MAX_FILES ((JOB_BUF_SIZE - JOB_HDR_V1) / JOB_FILE_V1)
+#define MAX_DIRS ((JOB_BUF_SIZE - JOB_HDR_V1) / PATH_LEN)
 #define DATA_SECTORS 128
 
 static uint8_t job_buf[JOB_BUF_SIZE] __attribute__((aligned(4096)));
@@ -68,6 +92,7 @@ static struct mv_dirent ent, child;
 static struct mv_dir walk;
 static struct mv_fat fs;
 static struct mv_sha256 sha;
+static uint32_t rec_version, rec_hdr_size, rec_stride, rec_max;   /* the record's layout for this job */
 
 static int disk_read(uint32_t lba, uint32_t count, void *buf)
 {
@@ -81,27 +106,38 @@ static void path_copy(char out[PATH_LEN + 1], const char *field)
     out[PATH_LEN] = 0;
 }
 
-static struct rec_entry *rec_add(uint32_t *n, const char *path, uint32_t status, uint32_t size, const uint8_t *hash)
+/* Append an entry to the record (in this job's layout); the v2 fields come from `e` when it is given. */
+static struct rec_entry *rec_add(uint32_t *n, const char *path, uint32_t status, uint32_t size, const uint8_t *hash,
+                                 const struct mv_dirent *e)
 {
-    if (*n >= MAX_ENTRIES)
+    if (*n >= rec_max)
         return 0;
-    struct rec_entry *r = (struct rec_entry *)(rec_buf + sizeof(struct rec_hdr)) + *n;
-    memset(r, 0, sizeof *r);
+    struct rec_entry *r = (struct rec_entry *)(rec_buf + rec_hdr_size + *n * rec_stride);
+    memset(r, 0, rec_stride);
     size_t len = strlen(path);
     memcpy(r->path, path, len < PATH_LEN ? len : PATH_LEN);
     r->status = status;
     r->size = size;
     if (hash)
         memcpy(r->sha256, hash, 32);
+    if (rec_version == ABI_V2) {
+        r->flags = hash ? RF_HASH : 0;
+        if (e) {
+            r->flags |= RF_META | ((e->attr & MV_ATTR_DIRECTORY) ? RF_DIR : 0);
+            r->attr = e->attr;
+            r->write_time = (uint32_t)e->wdate << 16 | e->wtime;
+            r->first_cluster = e->first_cluster;
+        }
+    }
     (*n)++;
     return r;
 }
 
-/* SHA-256 of a file's content; MV_FAT_OK or the reader's error. */
-static int hash_file(const struct mv_dirent *e, uint8_t out[32])
+/* SHA-256 of a file's content, copied to `copy` too unless 0; MV_FAT_OK or the reader's error. */
+static int hash_file(const struct mv_dirent *e, uint8_t out[32], uint8_t *copy)
 {
     mv_sha256_init(&sha);
-    int rc = mv_fat_hash_file(&fs, e->first_cluster, e->size, &sha, data_buf, DATA_SECTORS);
+    int rc = mv_fat_hash_file(&fs, e->first_cluster, e->size, &sha, data_buf, DATA_SECTORS, copy);
     if (rc)
         return rc;
     mv_sha256_final(&sha, out);
@@ -167,24 +203,88 @@ static void walk_dir(uint32_t cluster, const char *dir, uint32_t n_files, uint32
             full[k++] = *q;
         full[k] = 0;
         if (child.attr & MV_ATTR_DIRECTORY) {
-            rec_add(n, full, ST_ADDED, 0, 0);
+            rec_add(n, full, ST_ADDED, 0, 0, &child);
             if (child.first_cluster && n_pending < MAX_PENDING) {
                 pending[n_pending].cluster = child.first_cluster;
                 memcpy(pending[n_pending].path, full, sizeof full);
                 n_pending++;
             }
-        } else if (hash_file(&child, hash)) {
-            rec_add(n, full, ST_ADDED, child.size, 0);
+        } else if (hash_file(&child, hash, 0)) {
+            rec_add(n, full, ST_ADDED, child.size, 0, &child);
         } else {
-            rec_add(n, full, ST_ADDED, child.size, hash);
+            rec_add(n, full, ST_ADDED, child.size, hash, &child);
         }
     }
     if (wr < 0) {
         char p[PATH_LEN + 1];
         memcpy(p, dir, plen < PATH_LEN ? plen : PATH_LEN);
         p[plen < PATH_LEN ? plen : PATH_LEN] = 0;
-        rec_add(n, plen ? p : "/", ST_UNREADABLE, 0, 0);
+        rec_add(n, plen ? p : "/", ST_UNREADABLE, 0, 0, 0);
     }
+}
+
+/* A listed entry that resolved: compare what the job asks for; OK or CHANGED (UNREADABLE if a file's content
+ * cannot be read). v1 compares type (a file expected), size and SHA-256. */
+static void check_listed(uint32_t *n, const char *path, const struct job_file *f, uint32_t cmp)
+{
+    uint8_t hash[32];
+    int is_dir = (ent.attr & MV_ATTR_DIRECTORY) != 0;
+    int differs = (cmp & CMP_TYPE) && is_dir != ((cmp & EXPECT_DIR) != 0);
+    int hashed = 0;
+    if (!is_dir) {
+        if (hash_file(&ent, hash, 0)) {
+            rec_add(n, path, ST_UNREADABLE, ent.size, 0, &ent);
+            return;
+        }
+        hashed = 1;
+    }
+    if (rec_version == ABI_V1 && is_dir) {
+        rec_add(n, path, ST_CHANGED, 0, 0, &ent);
+        return;
+    }
+    differs |= (cmp & CMP_SIZE) && ent.size != f->size;
+    differs |= (cmp & CMP_ATTR) && ent.attr != f->attr;
+    differs |= (cmp & CMP_WRITE_TIME) && ((uint32_t)ent.wdate << 16 | ent.wtime) != f->write_time;
+    differs |= (cmp & CMP_FIRST_CLUSTER) && ent.first_cluster != f->first_cluster;
+    differs |= (cmp & CMP_SHA256) && hashed && memcmp(hash, f->sha256, 32) != 0;
+    rec_add(n, path, differs ? ST_CHANGED : ST_OK, ent.size, hashed ? hash : 0, &ent);
+}
+
+/* v2: the configuration files the monitor's rules name, with their content, into the configuration area at the
+ * end of rec_buf; returns its length. */
+static uint32_t collect_configs(const char *paths, uint32_t n_config, int volume_ok, uint32_t *data_len)
+{
+    uint8_t *area = rec_buf + ENTRY_AREA;
+    struct rec_config *c = (struct rec_config *)area;
+    uint32_t base = n_config * sizeof *c, used = 0;
+    char path[PATH_LEN + 1];
+    for (uint32_t i = 0; i < n_config; i++, c++) {
+        memset(c, 0, sizeof *c);
+        memcpy(c->path, paths + i * PATH_LEN, PATH_LEN);
+        path_copy(path, c->path);
+        int lr = volume_ok ? mv_fat_lookup(&fs, path, &ent) : MV_FAT_IO;
+        if (lr == MV_FAT_NOT_FOUND || lr == MV_FAT_NOT_A_DIR) {
+            c->status = ST_REMOVED;
+        } else if (lr) {
+            c->status = ST_UNREADABLE;
+        } else if (ent.attr & MV_ATTR_DIRECTORY) {
+            c->status = CF_DIRECTORY;
+        } else if (ent.size > CFG_AREA - base - used) {
+            c->status = CF_TOO_LARGE;
+            c->size = ent.size;
+        } else if (hash_file(&ent, c->sha256, area + base + used)) {
+            memset(c->sha256, 0, 32);
+            c->status = ST_UNREADABLE;
+            c->size = ent.size;
+        } else {
+            c->status = ST_OK;
+            c->size = c->length = ent.size;
+            c->offset = used;
+            used += ent.size;
+        }
+    }
+    *data_len = used;
+    return base + used;
 }
 
 /* One job: build the findings record in rec_buf; returns its length. */
@@ -194,20 +294,28 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
     struct rec_hdr *rh = (struct rec_hdr *)rec_buf;
     uint32_t n = 0;
     char path[PATH_LEN + 1];
-    uint8_t hash[32];
     *job_id = h->job_id;
     *not_ok = 0;
+    rec_version = h->version == ABI_V2 ? ABI_V2 : ABI_V1;
+    rec_hdr_size = rec_version == ABI_V2 ? sizeof *rh : REC_HDR_V1;
+    rec_stride = rec_version == ABI_V2 ? sizeof(struct rec_entry) : REC_ENTRY_V1;
+    rec_max = (ENTRY_AREA - rec_hdr_size) / rec_stride;
+    memset(rh, 0, sizeof *rh);
     rh->magic = REC_MAGIC;
-    rh->version = ABI_VERSION;
+    rh->version = rec_version;
     rh->job_id = h->job_id;
-    rh->n = 0;
-    if (h->magic != JOB_MAGIC || h->version != ABI_VERSION || h->n_dirs > MAX_DIRS || h->n_files > MAX_FILES ||
-        sizeof *h + h->n_dirs * PATH_LEN + h->n_files * sizeof(struct job_file) > JOB_BUF_SIZE) {
+    uint32_t hdr_size = rec_version == ABI_V2 ? sizeof *h : JOB_HDR_V1;
+    uint32_t file_size = rec_version == ABI_V2 ? sizeof(struct job_file) : JOB_FILE_V1;
+    uint32_t n_config = rec_version == ABI_V2 ? h->n_config : 0;
+    if (h->magic != JOB_MAGIC || (h->version != ABI_V1 && h->version != ABI_V2) || h->n_dirs > MAX_DIRS ||
+        h->n_files > MAX_FILES || n_config > MAX_CONFIG ||
+        hdr_size + h->n_dirs * PATH_LEN + h->n_files * file_size + n_config * PATH_LEN > JOB_BUF_SIZE) {
         printf("validator: bad job descriptor (magic %08x version %u)\n", h->magic, h->version);
-        return sizeof *rh;
+        return rec_hdr_size;
     }
-    const char *dirs = (const char *)(job_buf + sizeof *h);
-    const struct job_file *files = (const struct job_file *)(dirs + h->n_dirs * PATH_LEN);
+    const char *dirs = (const char *)(job_buf + hdr_size);
+    const uint8_t *files = (const uint8_t *)(dirs + h->n_dirs * PATH_LEN);
+    const char *configs = (const char *)(files + h->n_files * file_size);
 
     int rc = mv_ata_select();
     if (rc == MV_ATA_OK && trywrite)
@@ -221,35 +329,27 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
     }
 
     for (uint32_t i = 0; i < h->n_files; i++) {
-        const struct job_file *f = &files[i];
+        const struct job_file *f = (const struct job_file *)(files + i * file_size);
+        uint32_t cmp = rec_version == ABI_V2 ? f->compare : CMP_TYPE | CMP_SIZE | CMP_SHA256;
         file_loc[i].found = 0;
         path_copy(path, f->path);
         if (rc) {
-            rec_add(&n, path, ST_UNREADABLE, 0, 0);
+            rec_add(&n, path, ST_UNREADABLE, 0, 0, 0);
             continue;
         }
         int lr = mv_fat_lookup(&fs, path, &ent);
         if (lr == MV_FAT_NOT_FOUND || lr == MV_FAT_NOT_A_DIR) {
-            rec_add(&n, path, ST_REMOVED, 0, 0);
+            rec_add(&n, path, ST_REMOVED, 0, 0, 0);
             continue;
         }
         if (lr) {
-            rec_add(&n, path, ST_UNREADABLE, 0, 0);
+            rec_add(&n, path, ST_UNREADABLE, 0, 0, 0);
             continue;
         }
         file_loc[i].found = 1;
         file_loc[i].lba = ent.lba;
         file_loc[i].off = ent.off;
-        if (ent.attr & MV_ATTR_DIRECTORY) {
-            rec_add(&n, path, ST_CHANGED, 0, 0);
-            continue;
-        }
-        if (hash_file(&ent, hash)) {
-            rec_add(&n, path, ST_UNREADABLE, ent.size, 0);
-            continue;
-        }
-        int same = ent.size == f->size && memcmp(hash, f->sha256, 32) == 0;
-        rec_add(&n, path, same ? ST_OK : ST_CHANGED, ent.size, hash);
+        check_listed(&n, path, f, cmp);
     }
 
     for (uint32_t j = 0; j < h->n_dirs && !rc; j++) {
@@ -280,15 +380,25 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
     }
     n_pending = 0;
 
-    const struct rec_entry *r = (const struct rec_entry *)(rec_buf + sizeof *rh);
-    for (uint32_t i = 0; i < n; i++)
-        if (r[i].status != ST_OK) {
+    for (uint32_t i = 0; i < n; i++) {
+        const struct rec_entry *r = (const struct rec_entry *)(rec_buf + rec_hdr_size + i * rec_stride);
+        if (r->status != ST_OK) {
             (*not_ok)++;
-            path_copy(path, r[i].path);
-            printf("validator:   %s %s\n", status_names[r[i].status], path);
+            path_copy(path, r->path);
+            printf("validator:   %s %s\n", status_names[r->status], path);
         }
+    }
     rh->n = n;
-    return sizeof *rh + n * sizeof(struct rec_entry);
+    uint32_t len = rec_hdr_size + n * rec_stride;
+    if (rec_version == ABI_V2) {
+        uint32_t data_len;
+        uint32_t cfg_len = collect_configs(configs, n_config, rc == 0, &data_len);
+        memmove(rec_buf + len, rec_buf + ENTRY_AREA, cfg_len);    /* right after the entries */
+        rh->n_config = n_config;
+        rh->data_len = data_len;
+        len += cfg_len;
+    }
+    return len;
 }
 
 void kmain(struct multiboot_info *mbi)

@@ -200,6 +200,7 @@ static inline int32_t mv_fat_step(struct mv_fat *fs, uint32_t c)
 struct mv_dirent {
     uint8_t raw[11];
     uint8_t attr, ntres;
+    uint16_t wtime, wdate;          /* DIR_WrtTime, DIR_WrtDate (fatgen103 section 6) */
     uint32_t first_cluster, size;
     uint32_t lba, off;              /* where the 32-byte entry is: identifies it */
     char name[MV_NAME_MAX];         /* the long name if valid, else the 8.3 text; escaped; UTF-8 */
@@ -450,6 +451,8 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
         memcpy(e->raw, r, 11);
         e->attr = attr;
         e->ntres = r[12];
+        e->wtime = mv_le16(r + 22);
+        e->wdate = mv_le16(r + 24);
         e->size = mv_le32(r + 28);
         e->first_cluster = mv_le16(r + 26) | (fs->type == 32 ? (uint32_t)mv_le16(r + 20) << 16 : 0);
         e->lba = d->lba - 1;
@@ -502,6 +505,7 @@ static inline int mv_fat_lookup(struct mv_fat *fs, const char *path, struct mv_d
     const char *p = path;
     memset(e->raw, ' ', 11);
     e->attr = MV_ATTR_DIRECTORY;
+    e->wtime = e->wdate = 0;
     e->first_cluster = 0;
     e->size = 0;
     e->lba = e->off = 0;
@@ -535,9 +539,10 @@ static inline int mv_fat_lookup(struct mv_fat *fs, const char *path, struct mv_d
 }
 
 /* Hash a file's content (its first `size` bytes) into *sha, reading only the sectors that hold it, in runs of
- * contiguous clusters of at most buf_sectors sectors. MV_FAT_BAD_CHAIN when the chain is broken or too short. */
+ * contiguous clusters of at most buf_sectors sectors; `copy` (unless 0) receives the content too (`size` bytes).
+ * MV_FAT_BAD_CHAIN when the chain is broken or too short. */
 static inline int mv_fat_hash_file(struct mv_fat *fs, uint32_t first, uint32_t size, struct mv_sha256 *sha,
-                                   uint8_t *buf, uint32_t buf_sectors)
+                                   uint8_t *buf, uint32_t buf_sectors, uint8_t *copy)
 {
     if (size == 0)
         return MV_FAT_OK;
@@ -555,6 +560,8 @@ static inline int mv_fat_hash_file(struct mv_fat *fs, uint32_t first, uint32_t s
                     return MV_FAT_IO;
                 uint32_t bytes = run_len * MV_SECTOR < left ? run_len * MV_SECTOR : left;
                 mv_sha256_update(sha, buf, bytes);
+                if (copy)
+                    memcpy(copy + (size - left), buf, bytes);
                 left -= bytes;
                 run_len = 0;
             }
@@ -575,6 +582,8 @@ static inline int mv_fat_hash_file(struct mv_fat *fs, uint32_t first, uint32_t s
         if (fs->read(run_lba, run_len, buf))
             return MV_FAT_IO;
         mv_sha256_update(sha, buf, left);
+        if (copy)
+            memcpy(copy + (size - left), buf, left);
     }
     return MV_FAT_OK;
 }
