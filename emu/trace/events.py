@@ -26,6 +26,8 @@ ata_command    ``AtaChannel._command`` of each channel (command register writes)
 disk_io        each drive's ``backing`` (a proxy: every sector read / write of a disk)
 dma_start      ``BmDmaChannel._begin`` of each bus master engine
 dma_complete   ``BmDmaChannel._step`` (the step that finishes a transfer)
+frame          ``machine.network.switch._forward`` (a machine with its own NIC: every frame on its
+               switch, what the switch did with it, and the CRC-32 of its bytes)
 checkpoint     the tap itself: at the first event at or after every ``checkpoint_every``
                instructions, and at the end of the run
 end            :meth:`MachineTap.finish` (the run's result)
@@ -402,6 +404,10 @@ class MachineTap:
             if all(hasattr(engine, a) for a in ("_begin", "_step", "st", "channel", "index")):
                 self._wrap_engine(engine)
                 self.sources.append(f"dma:{engine.index}")
+        switch = getattr(getattr(m, "network", None), "switch", None)
+        if switch is not None and hasattr(switch, "_forward") and hasattr(switch, "ports"):
+            self._wrap_switch(switch)
+            self.sources.append(f"frame:{switch.name}")
 
     def _subscribe_vmx(self) -> None:
         observers = getattr(getattr(self.machine, "vmx", None), "observers", None)
@@ -577,3 +583,19 @@ class MachineTap:
 
         engine._begin = traced_begin
         engine._step = traced_step
+
+    def _wrap_switch(self, switch) -> None:
+        forward = switch._forward
+
+        def traced_forward(number: int, frame: bytes, vlan: int, when: int):
+            names = [p.name for p in switch.ports]
+
+            def describe(result):
+                fields = {"port": names[number], "vlan": vlan, "time_ns": when, "length": len(frame),
+                          "crc32": zlib.crc32(frame), "dst": bytes(frame[0:6]).hex(), "src": bytes(frame[6:12]).hex(),
+                          "delivered": [names[i] for i in result.delivered],
+                          "refused": [names[i] for i in result.refused],
+                          "drop": result.drop.value if result.drop is not None else None}
+                return Kind.FRAME.value, fields
+            return self._nested(lambda: forward(number, frame, vlan, when), describe)
+        switch._forward = traced_forward

@@ -46,6 +46,7 @@ class Kind(str, enum.Enum):
     DMA_START = "dma_start"
     DMA_COMPLETE = "dma_complete"
     CONSOLE = "console"
+    FRAME = "frame"
     TRAP_STEP = "trap_step"
     VALIDATION = "validation"
     RESTRICTION = "restriction"

@@ -4,7 +4,9 @@ Every kernel in ``firmware/build/`` has a golden ``fixtures/traces/<kernel>.trac
 recorded from the repository root (so the multiboot command line is
 ``firmware/build/<kernel>.elf``) with the standard reference disk
 (``fixtures/traces/reference.img``, made by ``tools/qemu_ref.make_reference_disk``)
-as primary master, except the kernels in :data:`SKIP` (and why).
+as primary master; the network kernels (:data:`NET_KERNELS`) instead with an NE2000 and an echo peer.  Kernels
+in :data:`SKIP` have no golden (and why); scenario guests (:data:`SCENARIO_GUESTS`) are covered by the scenario
+goldens (:data:`SCENARIOS`).
 """
 from __future__ import annotations
 
@@ -22,16 +24,26 @@ GOLDEN_DIR = "fixtures/traces"
 REFERENCE_DISK = f"{GOLDEN_DIR}/reference.img"
 SKIP = {
     "compute": "emu-only benchmark kernel (126 M instructions, no I/O to check)",
-    "demo_app": "needs the demo's FAT16 disk and the host scenario (a scenario trace covers it)",
-    "demo_mgmt": "a scenario guest (runs under the host with demo_app)",
-    "mgmt_validator": "a scenario guest: validates another guest's disk the monitor mounts for it (issue 10)",
-    "net_app": "needs a virtual network peer",
-    "net_mgmt": "needs a virtual network peer",
-    "net_ping": "needs a virtual network echo peer",
-    "net_ring": "needs a virtual network echo peer",
-    "net_regs": "NE2000 probe; runs with the network attached",
 }
-"""Kernels without a golden, and why."""
+"""Kernels without a golden of their own, and why (scenario guests: see :data:`SCENARIO_GUESTS`)."""
+SCENARIO_GUESTS = {
+    "demo_app": "demo",
+    "demo_mgmt": "demo",
+    "mgmt_validator": "scenario-guest",
+}
+"""Kernels that only run as a scenario's guest (they need its disk, its peer guest, the monitor), and the
+scenario golden that covers them."""
+NET_PEER = "echo"
+NET_KERNELS = {
+    "net_app": ("count=3 interval=5", "52:54:00:12:34:56"),
+    "net_mgmt": ("silence=20", "52:54:00:12:34:57"),
+    "net_ping": ("", "52:54:00:12:34:56"),
+    "net_regs": ("", "52:54:00:12:34:56"),
+    "net_ring": ("", "52:54:00:12:34:56"),
+}
+"""Network kernels: command line and NIC MAC, as tests/net runs them against QEMU's transcripts.  Their goldens
+have an NE2000 (QEMU ne2k_isa defaults: 0x300, IRQ 9) on a private switch with an echo peer
+(:class:`emu.net.peer.EchoPeer`), and no disk."""
 MAX_INSNS = 400_000_000
 """Budget of every golden run (a kernel that stops exiting is cut off, not run forever)."""
 
@@ -73,9 +85,11 @@ BENCHMARK_PREFIX = "bench_"
 
 
 def skip_reason(name: str) -> str | None:
-    """Why kernel ``name`` has no golden, or None when it should have one."""
+    """Why kernel ``name`` has no golden of its own, or None when it should have one."""
     if name in SKIP:
         return SKIP[name]
+    if name in SCENARIO_GUESTS:
+        return f"a scenario guest (covered by the {SCENARIO_GUESTS[name]} scenario golden)"
     if name.startswith(BENCHMARK_PREFIX):
         return "benchmark kernel (timed by tools/, not a regression trace)"
     return None
@@ -92,13 +106,21 @@ def golden_path(name: str, root: Path = ROOT) -> Path:
     return root / GOLDEN_DIR / f"{name}.trace"
 
 
-SCENARIOS = {"demo": "fixtures/demo/scenario.toml"}
+SCENARIOS = {"demo": "fixtures/demo/scenario.toml", "scenario-guest": "fixtures/demo/scenario-guest.toml"}
 """Scenario goldens: name -> scenario file (relative to the repository root)."""
 
 
 def golden_spec(name: str) -> RunSpec:
     """How the golden of kernel ``name`` is recorded (paths relative to the repository root)."""
-    return RunSpec(kernel=f"firmware/build/{name}.elf", disks=[REFERENCE_DISK], max_insns=MAX_INSNS)
+    kernel = f"firmware/build/{name}.elf"
+    if name in NET_KERNELS:
+        from emu.devices.ne2000 import parse_mac
+        from emu.net.config import NicConfig
+
+        cmdline, mac = NET_KERNELS[name]
+        return RunSpec(kernel=kernel, cmdline=cmdline, max_insns=MAX_INSNS,
+                       nic=NicConfig(mac=parse_mac(mac), peer=NET_PEER))
+    return RunSpec(kernel=kernel, disks=[REFERENCE_DISK], max_insns=MAX_INSNS)
 
 
 @dataclass

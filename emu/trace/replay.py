@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from emu.trace.events import MachineTap, registers
+from emu.trace.events import MachineTap, guest_icount, registers
 from emu.trace.format import Kind, TraceError, make_event
 from emu.trace.reader import TraceReader
 from emu.trace.session import RunSpec, apply_vmx_controls, build_machine, disk_copies, sha256_file
@@ -40,9 +40,11 @@ class Divergence:
     actual: Optional[dict]
     before: list[dict]
     expected_after: list[dict]
-    actual_regs: Optional[dict] = None          # at the divergence
-    expected_checkpoint: Optional[dict] = None  # the next recorded checkpoint of the diverging guest
-    actual_checkpoint: Optional[dict] = None    # the replay's next checkpoint of that guest (the run goes on to it)
+    actual_regs: Optional[dict] = None          # the replay's registers when the divergence was seen ...
+    actual_regs_icount: Optional[int] = None    # ... at this icount (a port access is compared once the next
+    #                                             event shows it was not one of a polling loop's repeats)
+    expected_checkpoint: Optional[dict] = None  # the recorded checkpoint the state is compared with (see below)
+    actual_checkpoint: Optional[dict] = None    # the replay's state to compare with it
 
     def report(self) -> str:
         """Multi-line human report."""
@@ -52,9 +54,6 @@ class Divergence:
         diffs = text.field_differences(self.expected, self.actual)
         if diffs:
             lines.append(f"  differing fields: {', '.join(diffs)}")
-        if (self.expected and self.actual and self.expected.get("kind") == Kind.CHECKPOINT.value
-                and self.actual.get("kind") == Kind.CHECKPOINT.value):
-            lines += [f"    {d}" for d in text.checkpoint_differences(self.expected, self.actual)]
         if self.before:
             lines.append("  events before (matched):")
             lines += [f"    {text.describe(r)}" for r in self.before]
@@ -67,19 +66,30 @@ class Divergence:
             regs = text.register_differences(self.expected["regs"], self.actual["regs"])
             lines.append("  registers recorded with the event: " + ("identical" if not regs else ""))
             lines += [f"    {r}" for r in regs]
-        exp_cp, act_cp = self.expected_checkpoint, self.actual_checkpoint
-        is_cp = self.actual is not None and self.actual.get("kind") == Kind.CHECKPOINT.value
-        if exp_cp is not None and act_cp is not None and not is_cp:
-            diffs = text.checkpoint_differences(exp_cp, act_cp)
-            lines.append(f"  state at the next checkpoint (expected at icount {exp_cp.get('icount')}, actual at icount "
-                         f"{act_cp.get('icount')}): " + ("identical" if not diffs else ""))
-            lines += [f"    {d}" for d in diffs if not d.startswith("taken at")]
-        elif exp_cp is None and not is_cp:
-            lines.append("  (the trace records no checkpoint of this guest after the divergence)")
+        lines += self._state_lines()
         if self.actual_regs is not None:
-            lines.append(f"  registers of the replay at the divergence (icount {self.icount}):")
+            at = self.icount if self.actual_regs_icount is None else self.actual_regs_icount
+            lines.append(f"  registers of the replay when the divergence was seen (icount {at}):")
             lines.append("    " + " ".join(f"{k}={v:#x}" for k, v in self.actual_regs.items()))
         return "\n".join(lines)
+
+    def _state_lines(self) -> list[str]:
+        """The replay's state (registers, RAM, disks) against the recorded checkpoint, difference by difference."""
+        exp_cp, act_cp = self.expected_checkpoint, self.actual_checkpoint
+        if exp_cp is None:
+            if self.expected is not None and self.actual is not None:
+                return ["  (the trace records no checkpoint of this guest after the divergence)"]
+            return []
+        at = exp_cp.get("icount")
+        if act_cp is None:
+            return [f"  (the replay did not reach a state to compare with the recorded checkpoint at icount {at})"]
+        diffs = [d for d in text.checkpoint_differences(exp_cp, act_cp) if not d.startswith("taken at")]
+        if act_cp.get("icount") == at:
+            head = f"  state against the recorded checkpoint at icount {at} (the replay's state at the same icount): "
+        else:
+            head = (f"  state against the recorded checkpoint at icount {at} (the replay's state at icount "
+                    f"{act_cp.get('icount')}: it could not run on to {at}): ")
+        return [head + ("identical" if not diffs else "")] + [f"    {d}" for d in diffs]
 
 
 @dataclass
@@ -118,7 +128,9 @@ class Comparator:
         self.compared = 0
         self.divergence: Optional[Divergence] = None
         self._draining: Optional[str] = None
-        """After a divergence the run goes on to the diverging guest's next checkpoint, to compare states."""
+        """Several guests: after a divergence the run goes on to the diverging guest's next checkpoint."""
+        self.stopped_run = False
+        """True when the comparator stopped the (single) machine's run at a divergence (it can be resumed)."""
 
     def on_event(self, kind: str, icount: int, guest: str, fields: dict) -> None:
         """Compare one actual event with the next expected record."""
@@ -153,23 +165,28 @@ class Comparator:
     def _diverged(self, expected: Optional[dict], actual: Optional[dict], icount: int) -> None:
         after = list(itertools.islice(self.expected, self.context))
         guest = (actual or expected or {}).get("guest")
+        checkpoint = Kind.CHECKPOINT.value
         exp_cp = None
-        if not (expected is not None and expected.get("kind") == Kind.CHECKPOINT.value):
+        if expected is not None and expected.get("kind") == checkpoint:
+            exp_cp = expected
+        else:
             for rec in itertools.chain(after, self.expected):
-                if rec.get("kind") == Kind.CHECKPOINT.value and rec.get("guest") == guest:
+                if rec.get("kind") == checkpoint and rec.get("guest") == guest:
                     exp_cp = rec
                     break
         machine = self.machines.get(guest, self.machine)
-        act_regs = None
-        if actual is not None and actual.get("kind") != Kind.CHECKPOINT.value and machine is not None:
+        act_regs = act_regs_icount = None
+        if actual is not None and actual.get("kind") != checkpoint and machine is not None:
             try:
                 act_regs = registers(machine)
+                act_regs_icount = guest_icount(machine)
             except Exception:
                 act_regs = None
+        act_cp = actual if actual is not None and actual.get("kind") == checkpoint else None
         self.divergence = Divergence(self.compared + 1, icount, expected, actual, list(self.history), after,
-                                     act_regs, exp_cp)
-        if exp_cp is not None and actual is not None:
-            self._draining = guest        # run on to this guest's next checkpoint (bounded by the budget)
+                                     act_regs, act_regs_icount, exp_cp, act_cp)
+        if exp_cp is not None and actual is not None and act_cp is None and self.machine is None:
+            self._draining = guest        # several guests: run on to this guest's next checkpoint (bounded)
         else:
             self._stop()
 
@@ -183,8 +200,10 @@ class Comparator:
             return
         if m.end is None:
             m.end = RunResult(EndReason.STOPPED, 0, "replay diverged", m.cpu.icount)
+            self.stopped_run = True
         try:
-            m.cpu.request_stop("end")
+            stop = getattr(m.cpu, "request_stop_after_element", None) or m.cpu.request_stop
+            stop("end")                   # never roll back a REP INS element: the run may be resumed
         except Exception:
             pass
 
@@ -241,12 +260,39 @@ def replay(path: str | os.PathLike[str], base: Optional[Path] = None, force: boo
             comparator = Comparator(expected, machine, context)
             tap = MachineTap(machine, comparator, spec.checkpoint_every)
             result = machine.run(max_insns=budget)
-            tap.finish(result)                # also the checkpoint a divergence report waits for
-            comparator.finish_expected()
+            if comparator.divergence is None:
+                tap.finish(result)
+                comparator.finish_expected()
+            if comparator.divergence is not None:
+                _state_at_recorded_checkpoint(comparator, machine, budget)
         finally:
             machine.close()
             expected.close()
     return ReplayResult(comparator.divergence is None, comparator.compared, comparator.divergence, problems, note)
+
+
+def _state_at_recorded_checkpoint(comparator: Comparator, machine, budget: int) -> None:
+    """Run the stopped replay on to the icount of the recorded checkpoint and take the same digest there."""
+    from emu.trace.events import digest_fields, guest_icount
+
+    d = comparator.divergence
+    assert d is not None
+    exp_cp = d.expected_checkpoint
+    if exp_cp is None or d.actual_checkpoint is not None:
+        return
+    target = int(exp_cp.get("icount", 0))
+    try:
+        now = guest_icount(machine)
+        if comparator.stopped_run and now < min(target, budget):
+            machine.end = None           # the stop was the comparator's, not the guest's end
+            machine.run(max_insns=min(target, budget) - now)
+        d.actual_checkpoint = make_event(Kind.CHECKPOINT.value, guest_icount(machine), d.actual.get("guest")
+                                         if d.actual else exp_cp.get("guest"), digest_fields(machine))
+    except Exception as exc:             # the report must not fail because the diverged guest went astray
+        from emu import EmuError
+        if not isinstance(exc, EmuError):
+            raise
+        d.actual_checkpoint = None
 
 
 def _replay_scenario(reader: TraceReader, base: Path, problems: list[str], note: Optional[str],

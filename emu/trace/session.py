@@ -8,6 +8,7 @@ it and refuse when an input changed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -21,6 +22,7 @@ from typing import Callable, Iterator, Optional
 import emu
 from emu import EmuError
 from emu.clock import ClockSpec
+from emu.net.config import NicConfig
 from emu.trace.events import DEFAULT_CHECKPOINT_EVERY, MachineTap
 from emu.trace.format import FORMAT_VERSION, Kind, TraceError, encode_io, io_line, make_event
 from emu.trace.writer import TraceWriter
@@ -44,6 +46,8 @@ class RunSpec:
     clock: ClockSpec = field(default_factory=ClockSpec)
     name: str = "guest"
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    nic: Optional[NicConfig] = None
+    """An NE2000 on the guest's own switch, with its peer (emu.net.config); recorded without the capture file."""
 
     @classmethod
     def from_header(cls, header: dict) -> "RunSpec":
@@ -54,9 +58,38 @@ class RunSpec:
             return cls(kernel=guest["kernel"], disks=list(guest["disks"]), mem_mib=guest["mem_mib"],
                        cmdline=guest["cmdline"], max_insns=config["max_insns"],
                        disks_read_only=guest["disks_read_only"], clock=ClockSpec(**config["clock"]),
-                       name=guest["name"], checkpoint_every=config["checkpoint_every"])
-        except (KeyError, IndexError, TypeError) as exc:
+                       name=guest["name"], checkpoint_every=config["checkpoint_every"],
+                       nic=nic_from_json(guest.get("nic")))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise TraceError(f"trace header lacks the run configuration ({exc})") from None
+
+
+def nic_to_json(nic: Optional[NicConfig]) -> Optional[dict]:
+    """The header form of a NIC: wiring and peer (the capture file is an output, not an input)."""
+    if nic is None:
+        return None
+    from emu.devices.ne2000 import format_mac
+
+    return {"model": "ne2000", "iobase": nic.iobase, "irq": nic.irq, "mac": format_mac(nic.mac), "peer": nic.peer}
+
+
+def nic_from_json(value: Optional[dict]) -> Optional[NicConfig]:
+    """The NicConfig a header's ``nic`` describes (None when absent); TraceError for one this emu cannot build."""
+    if value is None:
+        return None
+    from emu.devices.ne2000 import parse_mac
+    from emu.net.config import PEERS
+
+    if not isinstance(value, dict) or value.get("model") != "ne2000":
+        raise TraceError(f"trace header names a network card this emu does not have ({value!r})")
+    peer = value.get("peer")
+    if peer is not None and peer not in PEERS:
+        raise TraceError(f"trace header names a network peer this emu does not have ({peer!r})")
+    try:
+        return NicConfig(iobase=int(value["iobase"]), irq=int(value["irq"]), mac=parse_mac(str(value["mac"])),
+                         peer=peer)
+    except (KeyError, TypeError, ValueError, EmuError) as exc:
+        raise TraceError(f"trace header has an unusable network card ({exc})") from None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -122,13 +155,16 @@ def make_header(spec: RunSpec, base: Path, disk_mode: str = DISK_COPY, tool: str
     inputs = [_input_record("kernel", spec.name, spec.kernel, base)]
     for slot, disk in enumerate(spec.disks):
         inputs.append(_input_record("disk", spec.name, disk, base, slot=slot))
+    guest = {"name": spec.name, "kernel": spec.kernel, "cmdline": spec.cmdline, "mem_mib": spec.mem_mib,
+             "disks": list(spec.disks), "disks_read_only": spec.disks_read_only}
+    if spec.nic is not None:                 # absent (not null) without a card: older traces stay byte-identical
+        guest["nic"] = nic_to_json(spec.nic)
     return {
         "format": FORMAT_VERSION,
         "emu_version": emu.__version__,
         "tool": tool,
         "inputs": inputs,
-        "guests": [{"name": spec.name, "kernel": spec.kernel, "cmdline": spec.cmdline, "mem_mib": spec.mem_mib,
-                    "disks": list(spec.disks), "disks_read_only": spec.disks_read_only}],
+        "guests": [guest],
         "config": {"max_insns": spec.max_insns, "checkpoint_every": spec.checkpoint_every,
                    "clock": {"hz": spec.clock.hz, "cycles_per_insn": spec.clock.cycles_per_insn},
                    "disk_mode": disk_mode, "vmx_controls": controls},
@@ -208,8 +244,9 @@ def build_machine(spec: RunSpec, disks: list[str], base: Path, console: Optional
 
     if len(disks) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    nic = None if spec.nic is None else dataclasses.replace(spec.nic, pcap=None)
     config = MachineConfig(kernel=spec.kernel, cmdline=spec.cmdline, mem_mib=spec.mem_mib, disks=list(disks),
-                           disks_read_only=spec.disks_read_only, clock=spec.clock, name=spec.name)
+                           disks_read_only=spec.disks_read_only, clock=spec.clock, name=spec.name, nic=nic)
     with in_directory(base):
         return Machine(config, console=console)
 
@@ -253,7 +290,7 @@ class Recording:
         cfg = machine.config
         self.spec = RunSpec(kernel=cfg.kernel, disks=list(cfg.disks), mem_mib=cfg.mem_mib, cmdline=cfg.cmdline,
                             max_insns=max_insns, disks_read_only=cfg.disks_read_only, clock=cfg.clock,
-                            name=cfg.name, checkpoint_every=checkpoint_every)
+                            name=cfg.name, checkpoint_every=checkpoint_every, nic=getattr(cfg, "nic", None))
         header = make_header(self.spec, Path(os.getcwd()), disk_mode, tool="emu run --record",
                              controls=vmx_controls(machine))
         self.writer = TraceWriter(out, header)

@@ -52,8 +52,12 @@ def field_differences(expected: Optional[dict], actual: Optional[dict]) -> list[
 
 def register_differences(expected: dict, actual: dict) -> list[str]:
     """``name: expected 0x... actual 0x...`` for each register that differs."""
+    from emu.trace.events import REGISTERS
+
     lines = []
-    for name in expected:
+    order = [r for r in REGISTERS if r in expected or r in actual]
+    order += sorted(k for k in set(expected) | set(actual) if k not in REGISTERS)
+    for name in order:
         if expected.get(name) != actual.get(name):
             e, a = expected.get(name), actual.get(name)
             lines.append(f"{name:>6}: expected {e:#010x} actual {a:#010x}" if isinstance(e, int) and isinstance(a, int)
