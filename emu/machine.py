@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import sys
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -21,7 +22,7 @@ from emu.cpu.interrupts import Event, EventKind
 from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
 from emu.devices.bus import PortBus
 from emu.devices.debugport import DebugConsole, DebugExit
-from emu.vmx.controls import PrimaryControls
+from emu.vmx.controls import PrimaryControls, RdtscpAction, rdtscp_action
 from emu.vmx.cpuid import cpuid as cpuid_model
 from emu.vmx.monitor import Decision, Inject, Monitor, Outcome
 from emu.vmx.qualification import InterruptionType
@@ -140,6 +141,12 @@ class Machine:
         self.vmx = Monitor(self)
         """VT-x-like controls, exit handlers and observers (emu.vmx.monitor)."""
         self._pending_action: Optional[Callable[[], None]] = None
+        self.entered = False
+        """True when the work of the current instruction boundary (``enter``) is done and the vCPU has not run since."""
+        self.break_before: Optional[Callable[[int], bool]] = None
+        """A debugger's code breakpoints: True for a linear address where the run will stop before the instruction
+        (its exit or window handling then waits until the instruction really runs)."""
+        self._exit_stop = False
         from emu import platform
         self.platform = platform.build(self, list(config.disks), config.disks_read_only)
         self.pic = self.platform.pic
@@ -171,6 +178,21 @@ class Machine:
             return (1 << (8 * size)) - 1
         return self.bus.read(port, size)
 
+    def request_exit_stop(self) -> None:
+        """From an exit observer (a debugger's ``break-exit``): end the run right after the exit being reported, as a
+        handler's Decision.STOP would; the handler's own decision still applies. ``advance`` returns STOPPED."""
+        self._exit_stop = True
+
+    def _exit(self, record) -> Outcome:
+        """``vmx.exit`` plus ``request_exit_stop``: a default decision becomes STOP; after SKIP or an injection the
+        run stops at the next stop check (right after an I/O instruction, else the next block boundary)."""
+        outcome = self.vmx.exit(record)
+        if self._exit_stop:
+            if outcome is None or outcome is Decision.EMULATE:
+                return Decision.STOP
+            self.cpu.request_stop_after_element("vmexit")
+        return outcome
+
     def _io_exit(self) -> Outcome:
         """An I/O instruction VM exit (reason 30): the guest is suspended while observers and the handler run."""
         cpu = self.cpu
@@ -183,9 +205,9 @@ class Machine:
             return None
         record = vmx.instruction_exit(site.pc, site.icount, ExitReason.IO_INSTRUCTION, code=site.code,
                                       saved_context=True)     # io_permitted saved it in this hook
-        outcome = vmx.exit(record)
+        outcome = self._exit(record)
         if isinstance(outcome, Inject):
-            self._fault_at_io(outcome.vector, outcome.error_code)
+            self._fault_at_io(outcome.vector, outcome.error_code, injected=True)
         elif outcome is Decision.STOP:
             if record.decoded.direction.name == "IN":
                 cpu.request_stop_after_element("vmexit")
@@ -198,9 +220,9 @@ class Machine:
         site = self.cpu.io_site
         if site is None:
             return None
-        outcome = self.vmx.exit(self.vmx.instruction_exit(site.pc, site.icount, reason, code=site.code))
+        outcome = self._exit(self.vmx.instruction_exit(site.pc, site.icount, reason, code=site.code))
         if isinstance(outcome, Inject):
-            self._fault_at_io(outcome.vector, outcome.error_code)
+            self._fault_at_io(outcome.vector, outcome.error_code, injected=True)
         elif outcome is Decision.STOP:
             self.cpu.request_stop("vmexit")
         return outcome
@@ -224,7 +246,7 @@ class Machine:
                 return cpu.reg("edx") << 32 | cpu.reg("eax")
         return self.vmx.msrs.tsc()
 
-    def _fault_at_io(self, vector: int, error_code: Optional[int]) -> None:
+    def _fault_at_io(self, vector: int, error_code: Optional[int], injected: bool = False) -> None:
         """Raise a fault at the I/O instruction a hook runs for (delivered once the run stops)."""
         cpu = self.cpu
         site = cpu.io_site
@@ -232,8 +254,8 @@ class Machine:
             cpu.triple_fault("I/O fault at an instruction emu could not locate")
             return
         cs_base = cpu.context().u64(cpu.offsets.cs_base)
-        self._pending = (Event(vector, EventKind.HARDWARE_EXCEPTION, error_code, (site.pc - cs_base) & 0xFFFFFFFF),
-                         site.icount)
+        self._pending = (Event(vector, EventKind.HARDWARE_EXCEPTION, error_code, (site.pc - cs_base) & 0xFFFFFFFF,
+                               injected=injected), site.icount)
         cpu.request_stop("event")
 
     def _on_privileged(self, cpu: Vcpu, pc: int, length: int, mnemonic: str) -> None:
@@ -242,11 +264,16 @@ class Machine:
         STI/POPF/IRET while an interrupt waits: stop before it, run it (and the STI shadow) exactly,
         then deliver: the interrupt window opens at the precise instruction.
         """
+        if self.break_before is not None and self.break_before(pc & 0xFFFFFFFF):
+            return  # a debugger breakpoint stops the run before this instruction: handled when it really runs
         if mnemonic in decode.WINDOW_OPENERS:
             if self.pic.intr:
                 self._window_steps = 2 if mnemonic == "sti" else 1
                 cpu.skip_hook_at = pc
                 cpu.request_stop("window")
+            return
+        if mnemonic == "rdtscp":
+            self._rdtscp(pc)
             return
         if cpu.protected and cpu.cpl > 0 and mnemonic != "hlt":
             self._pending = (Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")), None)
@@ -259,9 +286,32 @@ class Machine:
         elif mnemonic in ("mov", "clts", "lmsw") and (self.vmx.listening or self.vmx.handlers):
             self._cr_exit(pc)
 
+    def _rdtscp(self, pc: int) -> None:
+        """RDTSCP, never run natively (Unicorn would read host time and skip its RDTSC hook): #UD unless the
+        monitor enables RDTSCP, else an exit (reason 51) when RDTSC exiting is on, then EDX:EAX = the virtual
+        TSC and ECX = IA32_TSC_AUX, 0 here: this CPU model has no TSC_AUX MSR (SDM §26.1.3, §26.3)."""
+        cpu = self.cpu
+        action = rdtscp_action(self.vmx.controls)
+        if action is RdtscpAction.UD:
+            self._pending = (Event(interrupts.UD, EventKind.HARDWARE_EXCEPTION, None, cpu.reg("eip")), None)
+            cpu.request_stop("event")
+            return
+        outcome = None
+        if action is RdtscpAction.EXIT:
+            outcome = self._exit(self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), ExitReason.RDTSCP))
+
+        def emulate() -> None:
+            tsc = self.vmx.msrs.tsc() & 0xFFFFFFFFFFFFFFFF
+            cpu.set_reg("eax", tsc & 0xFFFFFFFF)
+            cpu.set_reg("edx", tsc >> 32)
+            cpu.set_reg("ecx", 0)
+            cpu.set_reg("eip", cpu.reg("eip") + 3)
+            cpu.st.count += 1
+        self._apply_before(pc, outcome, emulate)
+
     def _native_exit(self, pc: int, reason: ExitReason) -> None:
         """An exit whose default emulation is the instruction itself (Unicorn executes it after the hook)."""
-        outcome = self.vmx.exit(self.vmx.instruction_exit(pc, self.cpu.exact_icount_at(pc), reason))
+        outcome = self._exit(self.vmx.instruction_exit(pc, self.cpu.exact_icount_at(pc), reason))
         self._apply_before(pc, outcome, None)
 
     def _cr_exit(self, pc: int) -> None:
@@ -277,7 +327,7 @@ class Machine:
             value = cpu.reg(("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")[q.register])
         if not cr_access_exits(self.vmx.controls, q, value):
             return
-        self._apply_before(pc, self.vmx.exit(record), None)
+        self._apply_before(pc, self._exit(record), None)
 
     def _msr_exit(self, pc: int, write: bool) -> None:
         """RDMSR/WRMSR: an exit unless the MSR bitmap says no; the default handler uses the MSR file."""
@@ -286,7 +336,7 @@ class Machine:
         if not self.vmx.msr_exits(msr, write):
             return
         reason = ExitReason.WRMSR if write else ExitReason.RDMSR
-        outcome = self.vmx.exit(self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), reason))
+        outcome = self._exit(self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), reason))
 
         def emulate() -> None:
             if write:
@@ -325,8 +375,8 @@ class Machine:
             self._pending_action = skip
             cpu.request_stop("vmexit-emulate")
         elif isinstance(outcome, Inject):
-            self._pending = (Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip")),
-                             None)
+            self._pending = (Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip"),
+                                   injected=True), None)
             cpu.request_stop("event")
 
     def _out(self, port: int, size: int, value: int) -> None:
@@ -399,20 +449,6 @@ class Machine:
         else:
             error = raw.u32(off.error_code) if intno in interrupts.HAS_ERROR_CODE else None
             event = Event(intno, EventKind.HARDWARE_EXCEPTION, error, cpu.reg("eip"))
-        vmx = self.vmx
-        kind = InterruptionType(int(event.kind))
-        if event.kind is not EventKind.SOFTWARE_INTERRUPT and vmx.exception_exits(intno, event.error_code, kind):
-            rip = event.insn_eip if event.insn_eip is not None else event.return_eip
-            insn_len = (event.return_eip - event.insn_eip) if event.insn_eip is not None else 0
-            record = vmx.event_exit(intno, kind, event.error_code, cpu.icount - (1 if insn_len else 0), rip,
-                                    insn_len, cpu.reg("cr2") if intno == interrupts.PF else 0)
-            outcome = vmx.exit(record)
-            if outcome is Decision.SKIP and event.kind is EventKind.SOFTWARE_EXCEPTION:
-                return  # resume after INT3/INTO without delivering
-            if isinstance(outcome, Inject):
-                event = Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, rip)
-            if outcome is Decision.STOP:
-                cpu.request_stop("vmexit")
         self.deliver(event)
 
     def _on_invalid(self, cpu: Vcpu) -> bool:
@@ -424,9 +460,10 @@ class Machine:
         except Exception:
             code = b""
         if code == b"\x0f\x01\xc1":
-            outcome = self.vmx.exit(self.vmx.instruction_exit(pc, cpu.icount, ExitReason.VMCALL))
+            outcome = self._exit(self.vmx.instruction_exit(pc, cpu.icount, ExitReason.VMCALL))
             if isinstance(outcome, Inject):
-                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip")))
+                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip"),
+                                   injected=True))
                 return True
             if outcome is not Decision.SKIP:
                 self.vmcall()
@@ -450,11 +487,45 @@ class Machine:
         return True
 
     def deliver(self, event: Event) -> None:
-        """Deliver an interrupt or exception to the guest; a triple fault shuts it down."""
-        reason = interrupts.deliver(self.cpu, event)
+        """Deliver an interrupt or exception to the guest; a triple fault shuts it down.
+
+        Every exception — raised by Unicorn, by emu's own checks (#UD, #GP at CPL > 0, I/O and MSR #GP) or
+        by the delivery itself (#NP, #GP, #DF) — first exits when the exception bitmap selects it; an event
+        a handler injects does not exit again (SDM Vol. 3C §25.2, §27.6)."""
+        if not event.injected:
+            event = self._exception_exit(event)
+            if event is None:
+                return
+        reason = interrupts.deliver(self.cpu, event, intercept=self._exception_exit)
         if reason:
             self.vmx.exit(self.vmx.plain_exit(ExitReason.TRIPLE_FAULT, self.cpu.icount))
             self.cpu.triple_fault(reason)
+
+    def _exception_exit(self, event: Event) -> Optional[Event]:
+        """The exception-bitmap exit for ``event`` (reason 0); returns the event to deliver, None to resume.
+
+        SKIP resumes after a software exception (INT3/INTO) without delivering it; Inject replaces the event."""
+        kind = event.kind
+        if kind is EventKind.EXTERNAL or kind is EventKind.SOFTWARE_INTERRUPT:
+            return event
+        vmx, cpu = self.vmx, self.cpu
+        itype = InterruptionType(int(kind))
+        if not vmx.exception_exits(event.vector, event.error_code, itype):
+            return event
+        rip = event.insn_eip if event.insn_eip is not None else event.return_eip
+        if rip is None:
+            rip = cpu.reg("eip")
+        insn_len = (event.return_eip - event.insn_eip) if event.insn_eip is not None else 0
+        record = vmx.event_exit(event.vector, itype, event.error_code, cpu.icount - (1 if insn_len else 0), rip,
+                                insn_len, cpu.reg("cr2") if event.vector == interrupts.PF else 0)
+        outcome = self._exit(record)
+        if outcome is Decision.STOP:
+            cpu.request_stop("vmexit")
+        elif outcome is Decision.SKIP and kind is EventKind.SOFTWARE_EXCEPTION:
+            return None
+        elif isinstance(outcome, Inject):
+            return Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, rip, injected=True)
+        return event
 
     # --- the run loop ----------------------------------------------------------
     def _interrupt_window_open(self) -> bool:
@@ -470,22 +541,26 @@ class Machine:
             outcome = self.vmx.exit(self.vmx.event_exit(vector, InterruptionType.EXTERNAL_INTERRUPT, None,
                                                         self.cpu.icount, self.cpu.reg("eip")))
             if isinstance(outcome, Inject):
-                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, None))
+                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, None,
+                                   injected=True))
                 return outcome.vector
         self.deliver(Event(vector, EventKind.EXTERNAL, None, None))
         return vector
 
-    def advance(self, deadline: Optional[int] = None, yield_on_halt: bool = False) -> Optional[RunResult]:
-        """One turn of the run loop: due timers, a pending interrupt, one vCPU run up to the earlier of
-        ``deadline`` (virtual time) and the next timer, the hand-off of a fault raised in a hook, HLT.
+    def enter(self) -> Optional[RunResult]:
+        """The work at an instruction boundary before the vCPU runs on: a HLT wait carried over, due timers, the
+        interrupt-window exit (SDM Vol. 3C §26.7.5), delivery of a pending external interrupt.
 
-        Returns the guest's end (or EndReason.IDLE when ``yield_on_halt`` and the guest waits in HLT); None when
-        the guest can go on.
+        Done once per boundary (``entered``): a debugger calls it after a single step, so the stop shows an
+        interrupt handler's first instruction, and the next ``advance`` does not do it again.
+        Returns the guest's end, or None.
         """
         cpu = self.cpu
         clock = self.clock
         if self.end is not None:
             return self._finish(self.end.reason, self.end.status, self.end.message)
+        if self.entered:
+            return None
         if self.halted:
             self.halted = False
             if not self._halt():
@@ -502,6 +577,26 @@ class Machine:
         self.deliver_pending_interrupt()
         if cpu.shutdown:
             return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+        self.entered = True
+        return None
+
+    def advance(self, deadline: Optional[int] = None, yield_on_halt: bool = False) -> Optional[RunResult]:
+        """One turn of the run loop: due timers, a pending interrupt, one vCPU run up to the earlier of
+        ``deadline`` (virtual time) and the next timer, the hand-off of a fault raised in a hook, HLT.
+
+        Returns the guest's end (or EndReason.IDLE when ``yield_on_halt`` and the guest waits in HLT, or
+        EndReason.STOPPED after a handler's STOP or ``request_exit_stop``); None when the guest can go on.
+        """
+        cpu = self.cpu
+        clock = self.clock
+        vmx = self.vmx
+        self._exit_stop = False
+        result = self.enter()
+        if result is not None:
+            return result
+        if self._exit_stop:
+            return self._exit_stopped()
+        self.entered = False
         target = clock.next_deadline()
         if target is None:
             target = 1 << 62
@@ -525,11 +620,11 @@ class Machine:
                 cpu.st.count = icount
                 cpu.set_reg("eip", event.return_eip)
             else:
-                event = Event(event.vector, event.kind, event.error_code, cpu.reg("eip"))
+                event = dataclasses.replace(event, return_eip=cpu.reg("eip"))
             self.deliver(event)
             if cpu.shutdown:
                 return self._finish(EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
-            return None
+            return self._exit_stopped()
         if mtf and cpu.icount > before and not cpu.shutdown:
             vmx.exit(vmx.plain_exit(ExitReason.MONITOR_TRAP_FLAG, cpu.icount))
         if stop is Stop.SHUTDOWN:
@@ -538,9 +633,9 @@ class Machine:
             return self._finish(self.end.reason, self.end.status, self.end.message)
         if stop is Stop.HLT and vmx.hlt_exits:
             record = vmx.instruction_exit((cpu.linear_pc() - 1) & 0xFFFFFFFF, cpu.icount - 1, ExitReason.HLT)
-            outcome = vmx.exit(record)
+            outcome = self._exit(record)
             if outcome is Decision.SKIP:
-                return None
+                return self._exit_stopped()
             if outcome is Decision.STOP:
                 self.halted = True
                 return self._finish(EndReason.STOPPED, 0, "stopped at a HLT exit")
@@ -550,10 +645,16 @@ class Machine:
                 return self._finish(EndReason.IDLE, 0, "halted, waiting for an interrupt")
             if not self._halt():
                 return self._finish(EndReason.HALTED, 0, self._halt_message())
-        elif stop is Stop.REQUEST and cpu.stop_request == "vmexit":
+        elif stop is Stop.REQUEST and cpu.stop_request == "vmexit" and not self._exit_stop:
             return self._finish(EndReason.STOPPED, 0, "stopped by a VM-exit handler")
         elif stop is Stop.REQUEST and cpu.stop_request == "unexplained stop":
             return self._finish(EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
+        return self._exit_stopped()
+
+    def _exit_stopped(self) -> Optional[RunResult]:
+        """STOPPED when an exit observer asked for a stop during this turn (``request_exit_stop``), else None."""
+        if self._exit_stop:
+            return self._finish(EndReason.STOPPED, 0, "stopped after a VM exit")
         return None
 
     def run(self, max_insns: Optional[int] = None, yield_on_halt: bool = False) -> RunResult:

@@ -210,3 +210,98 @@ def test_string_io_guest_linear_adds_the_segment_base():
     strings = [e for e in seen if e.decoded.string]
     assert [(e.decoded.direction.name, e.guest_linear) for e in strings] == [
         ("IN", 0x100000 + 0x2000), ("OUT", 0x100000 + 0x3000), ("OUT", 0x3001)]
+
+
+def test_every_exception_exits_through_the_bitmap(tmp_path):
+    """With all 32 bitmap bits set, every exception cpu_events takes exits once, whoever raised it (Unicorn, emu's
+    own #UD/#GP checks, or the delivery itself), and the guest's transcript does not change (SDM §25.2)."""
+    import re
+
+    def run(bitmap: int):
+        out: list[int] = []
+        m = Machine(MachineConfig(kernel=str(FW / "cpu_events.elf")), console=out.append)
+        m.vmx.controls.exception_bitmap = bitmap
+        seen = []
+        m.vmx.observers.append(seen.append)
+        result = m.run()
+        return bytes(out).decode(), result, [e for e in seen if e.reason is ExitReason.EXCEPTION_NMI]
+
+    plain, plain_result, none = run(0)
+    text, result, exits = run(0xFFFFFFFF)
+    assert none == [] and text == plain and result.status == plain_result.status
+    printed = [(int(v), int(err, 16)) for v, err in re.findall(r"vector=(\d+) error=([0-9a-f]+)", text) if int(v) < 32]
+    taken = [(e.interruption.vector, e.error_code or 0) for e in exits]
+    # Each handled exception exits once; an exception whose delivery escalates to #DF exits, then the #DF does.
+    i = 0
+    for k, exit_ in enumerate(taken):
+        if i < len(printed) and exit_ == printed[i]:
+            i += 1
+        else:
+            assert taken[k + 1][0] == 8, f"exit {exit_} is neither printed by the guest nor escalated to #DF"
+    assert i == len(printed)
+    assert sum(1 for v, _ in printed if v == 13) == sum(1 for v, _ in taken if v == 13) >= 5   # CPL-3 #GPs too
+
+
+def test_an_injected_exception_does_not_exit_again():
+    """A handler that injects #GP for the guest's #UD: one exit (the #UD), then the #GP is delivered (SDM §27.6)."""
+    from emu.vmx.monitor import Inject
+    from emu.vmx.qualification import InterruptionType
+    out: list[int] = []
+    m = Machine(MachineConfig(kernel=str(FW / "cpu_events.elf")), console=out.append)
+    m.vmx.controls.exception_bitmap = 0xFFFFFFFF
+    seen = []
+
+    def handler(record, monitor):
+        seen.append(record.interruption.vector)
+        if record.interruption.vector == 6:
+            return Inject(13, InterruptionType.HARDWARE_EXCEPTION, 0)
+        return None
+    m.vmx.on(ExitReason.EXCEPTION_NMI, handler)
+    m.run()
+    text = bytes(out).decode()
+    assert "#UD: ud2:\n  #GP vector=13 error=0000" in text
+    assert seen.count(6) == 1
+    assert seen.count(13) == text.count("vector=13 ") - 1     # every #GP the guest saw exited, except the injected one
+
+
+def _rdtscp_machine(enable: bool, rdtsc_exiting: bool):
+    from emu.vmx.controls import SecondaryControls
+    m = Machine(MachineConfig(kernel=str(FW / "hello.elf")), console=lambda b: None)
+    code = (b"\xb9\x55\x00\x00\x00"      # mov ecx, 0x55
+            + b"\x0f\x01\xf9"             # rdtscp             (0x200005)
+            + b"\x89\xc6\x89\xcb"         # mov esi, eax ; mov ebx, ecx
+            + b"\x0f\x31"                 # rdtsc              (0x20000c)
+            + b"\x29\xf0"                 # sub eax, esi
+            + b"\xe6\xf4")                # out 0xf4, al
+    m.cpu.write_phys(0x200000, code)
+    m.cpu.set_reg("eip", 0x200000)
+    m.vmx.controls.exception_bitmap = 1 << 6
+    if rdtsc_exiting:
+        m.vmx.controls.primary |= PrimaryControls.RDTSC
+    if enable:
+        m.vmx.controls.primary |= PrimaryControls.ACTIVATE_SECONDARY
+        m.vmx.controls.secondary |= SecondaryControls.ENABLE_RDTSCP
+    seen = []
+    m.vmx.observers.append(seen.append)
+    return m, seen
+
+
+def test_rdtscp_exits_with_reason_51_and_reads_the_virtual_tsc():
+    """RDTSCP with "enable RDTSCP" and RDTSC exiting: reason 51, length 3; the following RDTSC still exits
+    (reason 16); EDX:EAX is the virtual TSC (3 instructions later RDTSC reads 3 more), ECX = TSC_AUX = 0."""
+    m, seen = _rdtscp_machine(enable=True, rdtsc_exiting=True)
+    result = m.run(max_insns=100)
+    assert [(e.reason, e.rip, e.insn_len) for e in seen] == [
+        (ExitReason.RDTSCP, 0x200005, 3), (ExitReason.RDTSC, 0x20000C, 2)]
+    assert m.cpu.reg("ebx") == 0 and result.status == (3 << 1) | 1
+    quiet, none = _rdtscp_machine(enable=True, rdtsc_exiting=False)
+    assert quiet.run(max_insns=100).status == result.status and none == []
+
+
+def test_rdtscp_raises_ud_unless_the_monitor_enables_it():
+    """Without "enable RDTSCP" the instruction raises #UD (SDM §26.3; QEMU's qemu32 CPU has no RDTSCP either)."""
+    m, seen = _rdtscp_machine(enable=False, rdtsc_exiting=True)
+    m.run(max_insns=100)
+    first = seen[0]
+    assert (first.reason, first.interruption.vector, first.rip) == (ExitReason.EXCEPTION_NMI, 6, 0x200005)
+    assert ExitReason.RDTSCP not in [e.reason for e in seen]
