@@ -9,7 +9,9 @@ ways (see ``docs/devices-pic-pit.md``):
   ``d = (ns - count_load_time) * 1193182 // 10**9`` input-clock ticks, and
   mode 0/1/4/5 read ``count - d``, mode 2 ``count - d % count``, mode 3
   ``count - 2*d % count``;
-* OUT: mode 0/1 ``d >= count``; mode 2 high only while ``d % count == 0``
+* OUT: mode 0 ``d >= count``; mode 1 ``d < count`` (QEMU 7.2 inverts the
+  datasheet's mode 1: high while counting, low after; QEMU 8.0 changed it to
+  ``d >= count``; observed with the pic_pit_modes kernel); mode 2 high only while ``d % count == 0``
   (after the first period), so read-back shows OUT=0 almost always; mode 3
   high for the first ``(count+1)//2`` ticks of each period; mode 4/5 high
   only while ``d == count``;
@@ -167,6 +169,8 @@ class Pit8254(Device):
             return 1 if d % c < (c + 1) >> 1 else 0
         if mode in (4, 5):
             return 1 if d == c else 0
+        if mode == 1:
+            return 1 if d < c else 0
         return 1 if d >= c else 0
 
     def _next_transition(self, ch: PitChannelState, now: int) -> int:
