@@ -118,7 +118,6 @@ class Kind(enum.Enum):
     BOOL = "true or false"
     INT_LIST = "a list of integers"
     STR_LIST = "a list of strings"
-    TABLE = "a table"
 
 
 def _is_int(value: Any) -> bool:
@@ -131,7 +130,6 @@ _CHECKS: dict[Kind, Callable[[Any], bool]] = {
     Kind.BOOL: lambda v: isinstance(v, bool),
     Kind.INT_LIST: lambda v: isinstance(v, list) and all(_is_int(x) for x in v),
     Kind.STR_LIST: lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    Kind.TABLE: lambda v: isinstance(v, dict),
 }
 _REQUIRED = object()
 
@@ -179,10 +177,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _table(path: Path, data: dict, section: str, label: str = "", required: bool = False,
+def _table(path: Path, data: dict, section: str, required: bool = False,
            default: Optional[dict] = None) -> Optional[_Table]:
     """The table ``section`` of ``data`` with its keys checked (None when absent and not required)."""
-    label = label or f"[{section}]"
+    label = f"[{section}]"
     if section not in data:
         if required:
             raise ScenarioError(f"{path}: [{section}] section missing")
