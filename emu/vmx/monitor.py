@@ -172,8 +172,11 @@ class Monitor:
 
     def event_exit(self, vector: int, kind: InterruptionType, error_code: Optional[int], icount: int,
                    rip: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
-        """Reason 0 (exception) or 1 (external interrupt) with its interruption information."""
+        """Reason 0 (exception) or 1 (external interrupt) with its interruption information.
+
+        The snapshot's EIP is the guest-RIP field (Unicorn has already moved past INT3/INTO/INT n)."""
         regs, interruptibility, cs_base, _bits = self._state()
+        regs["eip"] = rip
         if kind is InterruptionType.EXTERNAL_INTERRUPT:
             return build.external_interrupt_exit(vector, rip=rip, linear_rip=(cs_base + rip) & 0xFFFFFFFF,
                                                  icount=icount, guest=self.machine.name,

@@ -159,8 +159,6 @@ def test_every_exception_exit_of_cpu_events_is_logged(runs):
     assert logged == expected
 
 
-@pytest.mark.xfail(strict=True, reason="emu/vmx/monitor.py event_exit: the register snapshot keeps Unicorn's EIP "
-                                       "after INT3/INTO/INT n instead of the guest-RIP field of the exit")
 def test_register_snapshot_eip_is_the_guest_rip(runs):
     """The snapshot is the guest state at the exit, so its EIP is the guest-RIP field (SDM §28.3.3)."""
     log = [json.loads(line) for line in runs["cpu_events", True][4].read_text().splitlines()]
