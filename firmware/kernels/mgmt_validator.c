@@ -1,9 +1,10 @@
 /* emu-only: mgmt_validator: the management guest's validator (issue 10, the patent's FIG. 3 embodiment). It polls
  * the monitor every PIT tick (hypercall leaf 2 MOUNT_POLL); when the monitor has mounted another guest's disk,
- * read-only, at this guest's secondary master and written a job descriptor (the protected files with their
- * expected size and SHA-256, the protected directories), it reads that disk with its own FAT reader, hashes every
- * listed file, lists the protected directories for files nobody listed, hands the record back (leaf 3 FINDINGS)
- * and releases the disk (leaf 4 UNMOUNT). It never writes the disk, except the deliberate, refused, write attempt
+ * read-only, at this guest's secondary master and written a job descriptor (the protected entries with their
+ * expected attributes and SHA-256, the protected directories, and in version 2 the configuration files the
+ * monitor's rules name), it reads that disk with its own FAT reader, hashes every listed file, compares, lists the
+ * protected directories for entries nobody listed, copies the configuration files' bytes into the record, hands
+ * the record back (leaf 3 FINDINGS) and releases the disk (leaf 4 UNMOUNT). It never writes the disk, except the deliberate, refused, write attempt
  * of `trywrite=1`. ABI and behaviour: docs/mgmt-validator.md.
  * Multiboot command line (defaults): "hz=1000 jobs=0 ticks=5000 trywrite=0 hang=0"
  *   jobs=N   exit(0) after N jobs (0: no limit)       ticks=T  exit(0) after T ticks without a job (0: never)
@@ -69,6 +70,10 @@ struct rec_config {                   /* v2: 112 bytes */
     uint8_t sha256[32];
     uint32_t offset, length;          /* of the content in the data area that follows the configuration entries */
 } __attribute__((packed));
+
+_Static_assert(sizeof(struct job_hdr) == 32 && sizeof(struct job_file) == 116, "job layout (docs/mgmt-validator.md)");
+_Static_assert(sizeof(struct rec_hdr) == 24 && sizeof(struct rec_entry) == 120 && sizeof(struct rec_config) == 112,
+               "record layout (docs/mgmt-validator.md)");
 
 #define JOB_HDR_V1 24u
 #define JOB_FILE_V1 100u
