@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from emu import EmuError, __version__
 
@@ -19,9 +19,23 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, status 2 (the usage is in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Also note the innermost (sub)command that parsed, so leftover arguments are blamed on it."""
+        namespace, extra = super().parse_known_args(args, namespace)
+        if not hasattr(namespace, "_parser"):
+            namespace._parser = self
+        return namespace, extra
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (every subcommand that is installed)."""
-    parser = argparse.ArgumentParser(
+    """The full argument parser (every subcommand that is installed; subparsers inherit :class:`Parser`)."""
+    parser = Parser(
         prog="emu",
         description="Cycle-level x86 emulator with a VMX-like monitor that validates guests from a VM-exit trap.",
     )
@@ -41,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `emu` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

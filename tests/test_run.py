@@ -246,12 +246,20 @@ def test_bad_arguments(args: tuple[str, str]) -> None:
     assert run.status == 2
     assert run.stdout == b""
     assert "Traceback" not in run.stderr
-    assert run.stderr.splitlines()[-1].startswith("emu run: error: argument " + args[0])
+    assert run.stderr.splitlines() == [run.stderr.strip()]          # one line, no usage block
+    assert run.stderr.startswith("emu run: argument " + args[0]) and "(see 'emu run --help')" in run.stderr
 
 
 def test_missing_kernel_argument() -> None:
     run = emu_run()
-    assert run.status == 2 and run.stdout == b"" and "Traceback" not in run.stderr
+    assert run.status == 2 and run.stdout == b""
+    assert run.stderr == "emu run: the following arguments are required: KERNEL (see 'emu run --help')\n"
+
+
+def test_leftover_arguments_are_blamed_on_the_subcommand() -> None:
+    run = emu_run(HELLO, "surplus")
+    assert run.status == 2 and run.stdout == b""
+    assert run.stderr == "emu run: unrecognized arguments: surplus (see 'emu run --help')\n"
 
 
 # --- guests that end ---------------------------------------------------------------------------------------
