@@ -1,7 +1,7 @@
 """Handler decisions other than STOP (issue 3): SKIP, Inject, and handlers that change guest registers or memory.
 
 Each test runs a firmware kernel with one handler and compares the guest's transcript with the free run's,
-changed exactly where the decision is meant to change it (SDM Vol. 3C §26.6 VM-entry event injection: an
+changed exactly where the decision is meant to change it (SDM Vol. 3C §27.6.1.1 vectored-event injection: an
 injected fault is delivered as if the instruction had raised it, so its handler sees the instruction's EIP).
 The changed lines are built from the kernels' own printf formats (firmware/kernels/*.c, firmware/lib/desc.c).
 """
@@ -228,7 +228,7 @@ def test_a_handler_writes_guest_memory_the_kernel_then_reads():
 @pytest.mark.xfail(strict=True, reason="emu/machine.py Machine._out: a handler that changes EAX and lets the OUT be "
                                        "emulated still sends Unicorn's pre-exit value to the device")
 def test_emulating_an_out_after_the_handler_changed_eax_sends_the_new_value():
-    """The exit comes before the OUT executes (SDM §25.1.3), so emulating it after a handler changed AL writes the
+    """The exit comes before the OUT executes (SDM Vol. 3C §26.1), so emulating it after a handler changed AL writes the
     new AL: every 'l' of the transcript becomes 'L'."""
     def handler(record, monitor):
         if record.regs["eax"] & 0xFF == ord("l"):
@@ -338,3 +338,26 @@ def test_injecting_ud_at_cpuid_reaches_the_default_handler(tmp_path):
     free = free_run("vmx_exits")
     before = free[:free.index(b"cpuid 0:")]
     assert out == before + f"unexpected vector 6 error 0 eip {seen[0].rip:08x} cs 8\n".encode()
+
+
+@pytest.mark.xfail(strict=True, reason="emu/machine.py (_fault_at_io, _apply_before, _on_cpu_exception) delivers an "
+                                       "injected software interrupt like a fault: it pushes the exiting instruction's "
+                                       "address instead of RIP + instruction length")
+@pytest.mark.parametrize("reason,mnemonic,bitmap", [(ExitReason.CPUID, "cpuid", 0), (ExitReason.RDMSR, "rdmsr", 0),
+                                                    (ExitReason.EXCEPTION_NMI, "int3", 1 << 3)],
+                         ids=["cpuid", "rdmsr", "int3"])
+def test_an_injected_software_interrupt_returns_after_the_instruction(tmp_path, reason, mnemonic, bitmap):
+    """Injecting a software interrupt (type 4) pushes RIP + the VM-entry instruction length (SDM Vol. 3C
+    §27.6.1.1; a VMM passes the exit's instruction length, as when it reflects an INT n/INT3). vmx_exits has no handler
+    for vector 0x30: the library's default prints the pushed EIP, which must be the next instruction's."""
+    seen = []
+
+    def setup(m):
+        m.vmx.controls.exception_bitmap = bitmap
+        m.vmx.on(reason, lambda record, monitor: seen.append(record) or
+                 Inject(0x30, InterruptionType.SOFTWARE_INTERRUPT))
+    result, out = run_kernel("vmx_exits", tmp_path, setup)
+    assert result.status == 0xFF and len(seen) == 1
+    insn = insn_at("vmx_exits", seen[0].rip)
+    assert insn.mnemonic == mnemonic and seen[0].insn_len == insn.size
+    assert out.endswith(f"unexpected vector 48 error 0 eip {seen[0].rip + insn.size:08x} cs 8\n".encode())

@@ -148,7 +148,7 @@ def test_every_exception_exit_of_cpu_events_is_logged(runs):
                 if part.startswith("vector=")]
     log = [json.loads(line) for line in runs["cpu_events", True][4].read_text().splitlines()]
     logged = [o["interruption_info"] & 0xFF for o in log if o["reason"] == 0]
-    # INT n (software interrupts) never use the exception bitmap (SDM §25.2): drop them from the transcript.
+    # INT n (software interrupts) never use the exception bitmap (SDM §26.2): drop them from the transcript.
     # The kernel's #DF comes from a #DE whose delivery fails: the #DE exits first (an exception exit comes before
     # its delivery), then the #DF it turns into (bit 8), which the kernel reports.
     expected = []
