@@ -139,6 +139,23 @@ def test_elf_truncated_inside_its_header(tmp_path: Path) -> None:
     assert_one_error_line(emu_run(kernel))
 
 
+@pytest.mark.parametrize("patch, expected", [
+    ((4, b"\x02"), "64-bit ELF, an i386 kernel is ELF32"),
+    ((5, b"\x02"), "not a little-endian ELF (EI_DATA 2)"),
+    ((18, b"\x3e\x00"), "built for ELF machine 62, not i386 (EM_386 = 3)"),
+    ((28, b"\xff\xff\x00\x00"), "program header table (1 entries at offset 65535) runs past the end of the file"),
+])
+def test_elf_header_fields_an_i386_kernel_needs(tmp_path: Path, patch: tuple[int, bytes], expected: str) -> None:
+    """ELF identification and header checks (System V ABI): the line names the field and what was found."""
+    blob = bytearray(HELLO.read_bytes())
+    offset, data = patch
+    blob[offset:offset + len(data)] = data
+    kernel = tmp_path / "patched.elf"
+    kernel.write_bytes(bytes(blob))
+    line = assert_one_error_line(emu_run(kernel))
+    assert expected in line and str(kernel) in line
+
+
 def _with_program_headers(blob: bytes, phdrs: list[tuple[int, ...]]) -> bytes:
     """A copy of an ELF32 file whose program header table is replaced by ``phdrs`` (appended at the end)."""
     out = bytearray(blob)

@@ -75,6 +75,37 @@ def find_header(blob: bytes) -> tuple[int, int]:
     raise BootError("not a multiboot kernel (no multiboot header in the first 8 KiB)")
 
 
+_ELF_CLASSES = {1: "32-bit", 2: "64-bit"}
+_EM_386 = 3
+
+
+def _check_elf_header(path: Path, blob: bytes) -> None:
+    """The ELF identification and header fields an i386 multiboot kernel needs (System V ABI, ELF header)."""
+    if len(blob) < 52:
+        raise BootError(f"kernel {path}: truncated ELF header ({len(blob)} bytes, an ELF32 header has 52)")
+    if blob[4] != 1:
+        raise BootError(f"kernel {path}: {_ELF_CLASSES.get(blob[4], f'class {blob[4]}')} ELF, "
+                        f"an i386 kernel is ELF32 (EI_CLASS 1)")
+    if blob[5] != 1:
+        raise BootError(f"kernel {path}: not a little-endian ELF (EI_DATA {blob[5]}), as an i386 kernel is")
+    machine, = struct.unpack_from("<H", blob, 18)
+    if machine != _EM_386:
+        raise BootError(f"kernel {path}: built for ELF machine {machine}, not i386 (EM_386 = 3)")
+    phoff, = struct.unpack_from("<I", blob, 28)
+    phentsize, phnum = struct.unpack_from("<HH", blob, 42)
+    if phnum and phoff + phentsize * phnum > len(blob):
+        raise BootError(f"kernel {path}: program header table ({phnum} entries at offset {phoff}) runs past the "
+                        f"end of the file ({len(blob)} bytes)")
+
+
+def _elf_problem(exc: Exception) -> str:
+    """A parser exception as a reason a user can act on."""
+    text = str(exc)
+    if "expected" in text and "found" in text:
+        return "a header or table points past the end of the file"
+    return text
+
+
 def parse(path: str | Path, mem_size: int) -> Kernel:
     """Read and check an ELF32 multiboot kernel; every problem is one BootError line."""
     path = Path(path)
@@ -86,14 +117,15 @@ def parse(path: str | Path, mem_size: int) -> Kernel:
         raise BootError(f"kernel {path}: is a directory") from None
     except OSError as exc:
         raise BootError(f"kernel {path}: {exc.strerror}") from None
-    if blob[:4] != b"\x7fELF":
-        find_header(blob)  # a multiboot a.out-kludge image gets the precise message below
+    try:
+        _off, hflags = find_header(blob)
+    except BootError as exc:
+        raise BootError(f"kernel {path}: {exc}") from None
+    if blob[:4] != b"\x7fELF":   # a multiboot a.out-kludge image
         raise BootError(f"kernel {path}: not an ELF file (only ELF multiboot kernels are supported)")
-    _off, hflags = find_header(blob)
+    _check_elf_header(path, blob)
     try:
         elf = ELFFile(io.BytesIO(blob))
-        if elf.elfclass != 32 or elf["e_machine"] != "EM_386":
-            raise BootError(f"kernel {path}: not an ELF32 i386 file ({elf.elfclass}-bit {elf['e_machine']})")
         entry = elf["e_entry"]
         segments = []
         for seg in elf.iter_segments():
@@ -106,10 +138,8 @@ def parse(path: str | Path, mem_size: int) -> Kernel:
             if filesz > memsz:
                 raise BootError(f"kernel {path}: segment at {paddr:#x} has filesz > memsz")
             segments.append(Segment(paddr, blob[offset:offset + filesz], memsz))
-    except ELFError as exc:
-        raise BootError(f"kernel {path}: malformed ELF ({exc})") from None
-    except (struct.error, ValueError) as exc:
-        raise BootError(f"kernel {path}: malformed ELF ({exc})") from None
+    except (ELFError, struct.error, ValueError) as exc:
+        raise BootError(f"kernel {path}: malformed ELF: {_elf_problem(exc)}") from None
     if not segments:
         raise BootError(f"kernel {path}: no loadable segments")
     segments.sort(key=lambda s: s.paddr)
