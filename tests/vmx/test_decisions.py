@@ -228,8 +228,8 @@ def test_a_handler_writes_guest_memory_the_kernel_then_reads():
 @pytest.mark.xfail(strict=True, reason="emu/machine.py Machine._out: a handler that changes EAX and lets the OUT be "
                                        "emulated still sends Unicorn's pre-exit value to the device")
 def test_emulating_an_out_after_the_handler_changed_eax_sends_the_new_value():
-    """The exit comes before the OUT executes (SDM Vol. 3C §26.1), so emulating it after a handler changed AL writes the
-    new AL: every 'l' of the transcript becomes 'L'."""
+    """The exit comes before the OUT executes (SDM Vol. 3C §26.1), so emulating it after a handler changed AL
+    writes the new AL: every 'l' of the transcript becomes 'L'."""
     def handler(record, monitor):
         if record.regs["eax"] & 0xFF == ord("l"):
             monitor.machine.cpu.set_reg("eax", record.regs["eax"] & ~0xFF | ord("L"))
