@@ -41,7 +41,8 @@ def cmd_demo(args) -> int:
     if not scenario.exists():
         raise EmuError(f"demo scenario missing: {scenario} (run from a source checkout)")
     if not args.json:
-        print(f"emu demo: {scenario.relative_to(ROOT)} — virtual time (instructions) | guest | event")
+        print(f"emu demo: {scenario.relative_to(ROOT)} (host time: the guests' virtual times added; guest insns: "
+              "the exact instructions that guest had retired)")
     _status, summary = run_scenario(str(scenario), json_out=args.json, verbose=args.verbose, pcap=args.pcap)
     results = summary["results"]
     first_dirty = next((i for i, r in enumerate(results) if not r["clean"]), None)

@@ -23,19 +23,41 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_host)
 
 
+STAMP = ("kind", "block", "step", "guest", "icount", "vtime", "host_ns")
+"""Fields every event carries (docs/host.md, "Events"); the rest is the step's detail."""
+
+HEADER = f"{'host time (ms)':>15}  {'guest':<6} {'guest insns':>11}  event"
+"""Column header: host virtual time (the guests' virtual times added: monotonic), the event's guest, the exact
+number of instructions that guest had retired."""
+
+
+def _ms(ns: int) -> str:
+    return f"{ns // 1_000_000}.{ns % 1_000_000:06d}"
+
+
+def _head(e: dict[str, Any]) -> str:
+    """The columns of :data:`HEADER` for an event."""
+    return f"{_ms(e.get('host_ns', 0)):>15}  {e['guest']:<6} {e['icount']:>11}"
+
+
 def format_event(e: dict[str, Any]) -> str:
-    """One timeline line for an event."""
-    head = f"{e['icount']:>12} {e['guest']:<6}"
+    """One timeline line for an event: host virtual time in ms (exact to the ns), guest, its icount, the event."""
+    head = _head(e)
     if e["kind"] == "console":
-        return f"{head} | {e['line']}"
+        return f"{head}  | {e['line']}"
     if e["kind"] == "guest_end":
-        return f"{head} ** ended: {e['message']}"
+        return f"{head}  ** ended: {e['message']}"
     block, step = e["block"], e["step"]
-    detail = {k: v for k, v in e.items() if k not in ("kind", "block", "step", "guest", "icount")}
+    detail = {k: v for k, v in e.items() if k not in STAMP}
     if block == 330 and not detail.get("safe"):
         text = f"unsafe ({detail['reason']}): validation deferred"
     elif block == 330:
         text = "safe"
+    elif block == 315:
+        text = f"clock policy due: {_ms(detail['elapsed_ns'])} ms since the last validation " \
+               f"(interval {_ms(detail['interval_ns'])} ms)"
+    elif block == 320:
+        text = f"counter policy fired: {detail['counter']} of {detail['count']} trapped exits, counter reset"
     elif block == 410:
         text = "validation clean" if detail["clean"] else "FINDINGS: " + "; ".join(detail["summary"])
     elif block == 420:
@@ -43,32 +65,55 @@ def format_event(e: dict[str, Any]) -> str:
             "restrictions lifted: " + ", ".join(detail["lifted"])
     elif block == 310:
         text = f"trap on {detail['reason']}" + (f" port {detail['port']:#x}" if detail.get("port") is not None else "")
+    elif block == 340:
+        text = f"disk {detail['disk']} remapped read-only to {detail['to']}" + \
+            (f" ({detail['position']}), job {detail['job']}" if "job" in detail else "") + "; the guest is held"
+    elif block == 350:
+        text = f"unmount needed: {'yes' if detail['unmount'] else 'no'} ({detail['why']})"
+    elif block == 355:
+        text = f"job {detail['job']} unmounted by the validator after {_ms(detail['window_vtime_ns'])} ms " \
+               "of its virtual time"
+    elif block == 360:
+        text = f"disk {detail['disk']} back to {e['guest']} after {_ms(detail['held_ns'])} ms host virtual time " \
+               f"(validator: {detail['validator_insns']} guest instructions; held guest: {detail['target_insns']})"
     else:
         text = ", ".join(f"{k}={v}" for k, v in detail.items())
-    return f"{head} [{block} {step}] {text}"
+    return f"{head}  [{block} {step}] {text}"
 
 
-ROUTINE_BLOCKS = {310, 340, 350, 355, 360, 370}
+ROUTINE_BLOCKS = {310, 315, 320, 340, 350, 355, 360, 370}
+"""Steps folded away by default (``--verbose`` prints them)."""
+WINDOW_BLOCKS = {340, 350, 355, 360}
+"""Shown by default when a management guest validates: the remap / mount / unmount / remap-back of each window."""
 
 
 class Timeline:
-    """Readable timeline: routine steps (310, 340–360, 370) folded away; runs of deferrals with the same
-    reason become one line with a count (``--verbose`` prints every step)."""
+    """Readable timeline: routine steps (310–320, 340–360, 370) folded away, except the window steps 340–360 when
+    a management guest validates; runs of deferrals with the same reason become one line with a count
+    (``--verbose`` prints every step)."""
 
-    def __init__(self, out, verbose: bool = False):
+    def __init__(self, out, verbose: bool = False, guest_window: bool = False):
         self.out = out
         self.verbose = verbose
+        self.hidden = set() if verbose else ROUTINE_BLOCKS - (WINDOW_BLOCKS if guest_window else set())
         self.deferred: tuple[str, int, str] | None = None  # (reason, count, first line)
         self.last_findings: list[str] | None = None
+        self.started = False
+
+    def _print(self, line: str) -> None:
+        if not self.started:
+            print(HEADER, file=self.out)
+            self.started = True
+        print(line, file=self.out)
 
     def _flush(self) -> None:
         if self.deferred is not None:
             reason, count, first = self.deferred
-            print(first + (f"  (x{count} in a row)" if count > 1 else ""), file=self.out)
+            self._print(first + (f"  (x{count} in a row)" if count > 1 else ""))
             self.deferred = None
 
     def __call__(self, e: dict[str, Any]) -> None:
-        if not self.verbose and e.get("block") in ROUTINE_BLOCKS:
+        if e.get("block") in self.hidden:
             return
         if not self.verbose and e.get("block") == 330:
             if e.get("safe"):
@@ -82,13 +127,25 @@ class Timeline:
         self._flush()
         if not self.verbose and e.get("block") == 410 and not e["clean"]:
             if e["summary"] == self.last_findings:
-                print(f"{e['icount']:>12} {e['guest']:<6} [410 analysis] same findings as before", file=self.out)
+                self._print(f"{_head(e)}  [410 analysis] same findings as before")
                 return
             self.last_findings = e["summary"]
-        print(format_event(e), file=self.out)
+        self._print(format_event(e))
 
     def close(self) -> None:
         self._flush()
+
+
+def stamp_host_event(host, e: dict[str, Any]) -> dict[str, Any]:
+    """Give a host event (console line, guest end) the event contract's ``icount``/``vtime``/``host_ns`` when it
+    lacks them (trap-handler events carry them already: emu/hypervisor/trap.py)."""
+    from emu.hypervisor.trap import stamp
+
+    if "vtime" not in e and e.get("guest") in host.machines:
+        e.update(stamp(host.machines[e["guest"]]))
+    if "host_ns" not in e:
+        e["host_ns"] = host.time_ns()
+    return e
 
 
 def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None,
@@ -102,9 +159,12 @@ def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=
     if pcap:
         from pathlib import Path
         scenario.pcap = Path(pcap)
-    timeline = Timeline(out, verbose)
+    timeline = Timeline(out, verbose, guest_window=scenario.where.startswith("guest:"))
+    host = None
 
     def on_event(e: dict[str, Any]) -> None:
+        if host is not None:
+            stamp_host_event(host, e)
         if json_out:
             print(json.dumps(e, sort_keys=True), file=out)
         elif not quiet:
