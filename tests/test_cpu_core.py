@@ -1,7 +1,10 @@
 """vCPU core: deterministic RDTSC, exact counts at hooks, deadlines inside blocks (raw machine code)."""
 from __future__ import annotations
 
+import pytest
+
 from emu.cpu.vcpu import Stop, Vcpu
+from tests.conftest import FIRMWARE
 
 
 def _cpu(code: bytes) -> Vcpu:
@@ -76,3 +79,46 @@ def test_deadline_deep_inside_a_long_block():
         assert cpu.run(n) is Stop.DEADLINE
         assert cpu.icount == n and cpu.reg("eip") == 0x1000 + 5 * n
         assert cpu.reg("eax") == (0x12345678 * n) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("field, wrong", [("hflags", 220), ("regs", 48), ("eip", 172), ("segs", 232), ("cr3", 492)])
+def test_a_moved_unicorn_internal_stops_emu_run_with_one_line(monkeypatch, capsys, field, wrong):
+    """If this Unicorn build kept a CPU-state field elsewhere, the start-up probe refuses to run (status 2, one
+    line) instead of reading garbage: simulated by moving one offset the probe proves."""
+    import dataclasses
+
+    from emu import cli
+    from emu.cpu import internals
+    monkeypatch.setattr(internals, "OFFSETS", dataclasses.replace(internals.OFFSETS, **{field: wrong}))
+    internals.check.cache_clear()
+    try:
+        status = cli.main(["run", str(FIRMWARE / "hello.elf")])
+    finally:
+        internals.check.cache_clear()
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith("emu: this unicorn build's CPU context layout differs") and "unicorn==2.1.4" in err
+
+
+def test_real_mode_interrupts_and_exceptions_go_through_the_ivt():
+    """Real mode (CR0.PE = 0): INT n and #DE vector through the IVT at linear 0 (FLAGS, CS, IP pushed; IRET
+    pops them); #DE returns to the faulting DIV, so its handler skips it. The count excludes the faulting DIV."""
+    from emu.machine import Machine, MachineConfig
+    m = Machine(MachineConfig(kernel=str(FIRMWARE / "hello.elf")), console=lambda b: None)
+    cpu = m.cpu
+    cpu.write_phys(0x21 * 4, bytes.fromhex("0071" "0000"))                  # IVT[0x21] = 0000:7100
+    cpu.write_phys(0, bytes.fromhex("0072" "0000"))                         # IVT[0]    = 0000:7200
+    cpu.write_phys(0x7100, bytes.fromhex("bb3412" "cf"))                    # mov bx,0x1234; iret
+    cpu.write_phys(0x7200, bytes.fromhex("58" "83c002" "50" "ba7856" "cf"))  # pop ax; add ax,2; push ax; mov dx,..; iret
+    cpu.write_phys(0x7000, bytes.fromhex("cd21" "89d9" "31c0" "f6f0" "89d0" "e6f4"))
+    #                                    int 0x21; mov cx,bx; xor ax,ax; div al; mov ax,dx; out 0xf4,al
+    cpu.set_reg("cr0", 0)
+    for seg in ("cs", "ds", "es", "ss"):
+        cpu.set_reg(seg, 0)
+    cpu.set_reg("esp", 0x6000)
+    cpu.set_reg("eip", 0x7000)
+    result = m.run(max_insns=1000)
+    assert not cpu.protected and result.status == (0x78 << 1) | 1
+    assert (cpu.reg("ecx"), cpu.reg("edx"), cpu.reg("esp")) == (0x1234, 0x5678, 0x6000)
+    assert cpu.read_phys(0x6000 - 6, 4) == bytes.fromhex("0870" "0000")   # #DE frame: the DIV's IP 0x7006 + 2, CS 0
+    assert result.icount == 12
