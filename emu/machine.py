@@ -136,8 +136,6 @@ class Machine:
         self.revoked_hypercalls: set[int] = set()
         self.wip_addr: Optional[int] = None
         """Guest-physical address of the guest's write-in-progress word (hypercall leaf 1), if registered."""
-        self.denied_ports: set[int] = set()
-        """Ports the monitor denied (I/O bitmap restriction): reads give all-ones, writes are dropped."""
         self.vmx = Monitor(self)
         """VT-x-like controls, exit handlers and observers (emu.vmx.monitor)."""
         self._pending_action: Optional[Callable[[], None]] = None
@@ -174,8 +172,6 @@ class Machine:
             outcome = self._io_exit()
             if outcome is not None and outcome is not Decision.EMULATE and outcome is not Decision.STOP:
                 return getattr(outcome, "in_data", cpu.reg("eax")) & ((1 << (8 * size)) - 1)  # completed/skipped/event
-        if port in self.denied_ports:
-            return (1 << (8 * size)) - 1
         return self.bus.read(port, size)
 
     def request_exit_stop(self) -> None:
@@ -388,8 +384,7 @@ class Machine:
             outcome = self._io_exit()
             if outcome is not None and outcome is not Decision.EMULATE and outcome is not Decision.STOP:
                 return
-        if port not in self.denied_ports:
-            self.bus.write(port, size, value)
+        self.bus.write(port, size, value)
         if self.end is not None:
             self.cpu.request_stop("end")
         elif self.pic is not None and self.pic.intr and self.cpu.reg("eflags") & EFLAGS_IF:
