@@ -35,7 +35,9 @@ from emu.storage.structs import (
     NTRES_LOWER_BASE,
     NTRES_LOWER_EXT,
     BootSector,
+    DirEntryFast,
     FSInfo,
+    LongNameEntryFast,
     decode_fat_time,
     lfn_checksum,
 )
@@ -464,35 +466,36 @@ class FatVolume:
         limit = min(len(data) // 32, MAX_DIR_ENTRIES)
         for i in range(limit):
             raw = mv[i * 32:(i + 1) * 32]
-            first = raw[0]
+            first = raw[0]                # DIR_Name[0] / LDIR_Ord: 0x00 end of directory, 0xE5 free
             if first == 0x00:
                 break
-            attr = raw[11]
+            attr = raw[11]                # DIR_Attr / LDIR_Attr
             if first == 0xE5:
                 if lfn:  # live slots in front of a deleted entry belong to nothing
                     lfn_warning = "orphaned long-name slots (followed by a deleted entry)"
                 lfn = []
                 continue
             if attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
-                ordv = first
-                chars = bytes(raw[1:11]) + bytes(raw[14:26]) + bytes(raw[28:32])
-                text = chars.decode("utf-16-le", "replace")
+                slot = LongNameEntryFast.parse(raw)
+                ordv = slot.LDIR_Ord
+                text = (slot.LDIR_Name1 + slot.LDIR_Name2 + slot.LDIR_Name3).decode("utf-16-le", "replace")
                 if ordv & LAST_LONG_ENTRY:
                     if lfn:
                         lfn_warning = "orphaned long-name slots (sequence restarted)"
-                    lfn = [(ordv & 0x3F, raw[13], text)]
+                    lfn = [(ordv & 0x3F, slot.LDIR_Chksum, text)]
                 elif not lfn:
                     lfn_warning = f"orphaned long-name slot (ordinal {ordv}) without a first slot"
                 else:
-                    lfn.append((ordv, raw[13], text))
+                    lfn.append((ordv, slot.LDIR_Chksum, text))
                 continue
-            name_raw = bytes(raw[0:11])
+            d = DirEntryFast.parse(raw)
+            name_raw = d.DIR_Name
             if attr & ATTR_VOLUME_ID and not attr & ATTR_DIRECTORY or name_raw in (b".          ", b"..         "):
                 if lfn:
                     lfn_warning = "orphaned long-name slots (followed by a volume label or dot entry)"
                 lfn = []
                 continue
-            short = short_name_text(name_raw, raw[12])
+            short = short_name_text(name_raw, d.DIR_NTRes)
             long_name = None
             warnings: list[str] = []
             if lfn_warning:
@@ -510,21 +513,20 @@ class FatVolume:
                 warnings.append("name contains '/', '\\' or control characters (shown escaped)")
             if not name:
                 name = f"\\x{first:02x}"
-            hi = int.from_bytes(raw[20:22], "little")
-            lo = int.from_bytes(raw[26:28], "little")
-            first_cluster = (hi << 16 | lo) if self.fat_type is FatType.FAT32 else lo
+            lo = d.DIR_FstClusLO
+            first_cluster = (d.DIR_FstClusHI << 16 | lo) if self.fat_type is FatType.FAT32 else lo
             e = Entry(
                 path=f"{parent}/{name}",
                 short_name=short,
                 attr=attr,
-                size=int.from_bytes(raw[28:32], "little"),
+                size=d.DIR_FileSize,
                 first_cluster=first_cluster,
-                wdate=int.from_bytes(raw[24:26], "little"),
-                wtime=int.from_bytes(raw[22:24], "little"),
-                cdate=int.from_bytes(raw[16:18], "little"),
-                ctime=int.from_bytes(raw[14:16], "little"),
-                ctime_tenth=raw[13],
-                adate=int.from_bytes(raw[18:20], "little"),
+                wdate=d.DIR_WrtDate,
+                wtime=d.DIR_WrtTime,
+                cdate=d.DIR_CrtDate,
+                ctime=d.DIR_CrtTime,
+                ctime_tenth=d.DIR_CrtTimeTenth,
+                adate=d.DIR_LstAccDate,
                 warnings=warnings,
             )
             if e.is_dir and e.size:

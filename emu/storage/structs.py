@@ -140,7 +140,7 @@ DirEntry = Struct(
 LongNameEntry = Struct(
     "LDIR_Ord" / Int8ul,            # sequence number; 0x40 (LAST_LONG_ENTRY) marks the last (first stored) slot
     "LDIR_Name1" / Bytes(10),       # characters 1-5 (UTF-16LE)
-    "LDIR_Attr" / Const(0x0F, Int8ul),
+    "LDIR_Attr" / Int8ul,           # ATTR_LONG_NAME under ATTR_LONG_NAME_MASK (the upper two bits are ignored)
     "LDIR_Type" / Int8ul,
     "LDIR_Chksum" / Int8ul,         # checksum of the 11-byte short name that follows
     "LDIR_Name2" / Bytes(12),       # characters 6-11
@@ -164,7 +164,7 @@ LFN_CHARS_PER_SLOT = 13
 NTRES_LOWER_BASE = 0x08
 NTRES_LOWER_EXT = 0x10
 
-# Compiled parsers: the same definitions, generated into Python code for the walker's hot loop.
+# Compiled parsers: the same definitions generated into Python code, used by the directory walker (fat.py).
 DirEntryFast = DirEntry.compile()
 LongNameEntryFast = LongNameEntry.compile()
 

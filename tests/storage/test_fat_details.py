@@ -116,3 +116,18 @@ def test_4096_byte_logical_sectors(tmp_path):
     fs = open_volume(MemorySource(image.read_bytes())).fs
     assert fs.bytes_per_sector == 4096 and fs.ratio == 8
     assert fs.read_file(fs.find("/DATA.BIN")) == payload
+
+
+
+def test_long_name_slot_with_upper_attribute_bits_is_still_a_long_name_slot(pristine):
+    """fatgen103 §7: a slot is recognised by (DIR_Attr & ATTR_LONG_NAME_MASK) == ATTR_LONG_NAME; bits 6-7 are
+    reserved and ignored, so such slots neither crash the walker nor lose the long name."""
+    p = pristine["fuzz16"]
+    off = p.entry_offset(b"ALONGF~1TXT")
+    buf = bytearray(p.data)
+    for k in (1, 2):
+        assert buf[off - 32 * k + 11] == 0x0F
+        buf[off - 32 * k + 11] = 0xCF
+    fs = open_volume(MemorySource(bytes(buf))).fs
+    entry = fs.find("/Docs/A long file name.txt")
+    assert entry is not None and entry.size == 35 and not entry.warnings
