@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from emu import EmuError
-from emu.integrity.baseline import DEFAULT_PATHS, Baseline, take_baseline
+from emu.integrity.baseline import DEFAULT_PATHS, Baseline, path_matches, take_baseline
 from emu.integrity.rules import parse_rules
 from emu.integrity.validate import validate
 from emu.storage.image import DiskImage
@@ -47,6 +47,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         except EmuError as exc:
             raise EmuError(f"{args.image}: {exc}") from None
     base.save(args.output)
+    for glob in args.paths:
+        if not any(path_matches(path, [glob]) for path in base.files):
+            print(f"emu: warning: --paths {glob!r} matches nothing in {args.image} now "
+                  f"(only files added under it later will be reported)", file=sys.stderr)
     print(f"baseline: {len(base.files)} paths, {len(base.rules)} rules -> {args.output}", file=sys.stderr)
     return 0
 

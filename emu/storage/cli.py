@@ -123,7 +123,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     """`emu disk info`: the partition table and the chosen volume's description."""
     img = DiskImage(args.image, read_only=True)
     with img:
-        table = read_partition_table(img.view())
+        try:
+            table = read_partition_table(img.view())
+        except EmuError as exc:
+            raise EmuError(f"{args.image}: {exc}") from None
         info: dict[str, Any] = {"sectors": img.sectors, "mbr": table.has_mbr,
                                 "partitions": [p.to_json() for p in table.partitions]}
         try:

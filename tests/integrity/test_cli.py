@@ -85,3 +85,15 @@ def test_python_m_emu_validate_demo_disk():
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["clean"] and report["checked"] == 8 and report["volume"]["partition"]["number"] == 1
+
+
+def test_a_glob_that_matches_nothing_is_kept_and_warned_about(disk, tmp_path, capsys):
+    """A glob that selects nothing still guards against files added under it later; the user is told."""
+    d = disk("fat16-mbr")
+    out = tmp_path / "base.json"
+    assert main(["baseline", str(d.path), "--paths", "/NOPE/*", "/ETC", "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"emu: warning: --paths '/NOPE/*' matches nothing in {d.path} now "
+                      "(only files added under it later will be reported)")
+    assert len(err) == 2 and "/ETC" not in err[0]
+    assert json.loads(out.read_text())["paths"] == ["/NOPE/*", "/ETC"]

@@ -82,3 +82,13 @@ def test_python_m_emu_disk_ls(images):
     assert r.returncode == 0, r.stderr
     paths = [f["path"] for f in json.loads(r.stdout)["files"]]
     assert "/Docs/Sub/Deeper/DEEP.BIN" in paths and "/TMP/OLD.TXT" not in paths
+
+
+def test_every_disk_subcommand_names_an_unusable_image(tmp_path, capsys):
+    """An empty image: ls, cat and info each end with one line that names the file (status 2)."""
+    empty = tmp_path / "empty.img"
+    empty.write_bytes(b"")
+    for argv in (["ls", str(empty)], ["cat", str(empty), "/X"], ["info", str(empty)]):
+        assert main(["disk", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err == f"emu: {empty}: empty disk: no sector 0\n", argv
