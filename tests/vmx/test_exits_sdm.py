@@ -13,6 +13,7 @@ reads the ELF file, not guest memory), and the fields are assembled from the SDM
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import capstone
@@ -54,6 +55,7 @@ def insn_at(kernel: str, rip: int):
     return next(CS.disasm(text_bytes(FW / kernel, rip), rip, 1))
 
 
+@functools.lru_cache(maxsize=None)
 def shadow_setter_before(kernel: str, rip: int) -> bool:
     """Could the instruction ending at ``rip`` be STI (FB), POP SS (17) or MOV SS, r/m (8E /2)?"""
     before = text_bytes(FW / kernel, rip - 8, 8)
