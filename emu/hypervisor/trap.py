@@ -76,6 +76,7 @@ class Pause(NamedTuple):
     """One validation window (blocks 340–360), measured: the validated guest is not scheduled meanwhile."""
 
     host_s: float               # host wall time of the window (not deterministic: benchmarks only)
+    host_cpu_s: float           # host process CPU time of the window (idem; steadier on a loaded host)
     target_insns: int           # instructions the validated guest retired during the window (it is held: 0)
     trapper_insns: int          # instructions the trapping guest retired during the window
     validator_insns: int        # instructions the validator guest retired (guest mode; 0 for the monitor)
@@ -88,6 +89,7 @@ class _Window:
 
     trapper: Any
     started: float
+    started_cpu: float
     host_ns: int
     target_icount: int
     trapper_icount: int
@@ -97,16 +99,16 @@ class _Window:
 def safety(target) -> Optional[Unsafe]:
     """Block 330: the first reason validating ``target`` (a Machine) now is unsafe, or None.
 
-    Checked in this order: the guest's own write-in-progress word (it knows best), a DMA in flight, a drive
-    busy, then IF masked or an STI/MOV-SS shadow (it may be inside a driver's top half).
+    Checked in this order: the guest's own write-in-progress word (it knows best), a DMA not finished (data
+    moving, or BMISTA Active without Interrupt: notes/hardware-reference.md, "DMA not active for a safe trap"),
+    a drive BSY or DRQ, then IF masked or an STI/MOV-SS shadow (it may be inside a driver's top half).
     """
     cpu = target.cpu
     platform = target.platform
     if target.wip_addr is not None and int.from_bytes(cpu.read_phys(target.wip_addr, 4), "little"):
         return Unsafe.WRITE_IN_PROGRESS
-    for engine in platform.bmdma.engines:
-        if engine.active and engine.st.in_flight:
-            return Unsafe.DMA_ACTIVE
+    if not platform.bmdma.quiescent:   # data moving, or BMISTA Active without Interrupt (a transfer not finished)
+        return Unsafe.DMA_ACTIVE
     if any(channel.busy for channel in platform.ide):
         return Unsafe.ATA_BUSY
     if not cpu.reg("eflags") & EFLAGS_IF:
@@ -199,7 +201,7 @@ class TrapHandler:
         channel, unit = self.host.disk_position(target, self.scenario.trap.disk)
         drive = channel.drives[unit]
         validator = self.guestval.validator if self.guestval is not None else None
-        self._window = _Window(machine, time.perf_counter(), self.host.time_ns(), stamp(target)["icount"],
+        self._window = _Window(machine, time.perf_counter(), time.process_time(), self.host.time_ns(), stamp(target)["icount"],
                                stamp(machine)["icount"], stamp(validator)["icount"] if validator is not None else 0)
         if self.guestval is not None:
             self._mount_in_guest(target, drive)
@@ -230,7 +232,7 @@ class TrapHandler:
         if error is None:
             self._restrict(target, findings)
         validator = self.guestval.validator if self.guestval is not None else None
-        pause = Pause(time.perf_counter() - window.started,
+        pause = Pause(time.perf_counter() - window.started, time.process_time() - window.started_cpu,
                       stamp(target)["icount"] - window.target_icount,
                       stamp(window.trapper)["icount"] - window.trapper_icount,
                       stamp(validator)["icount"] - window.validator_icount if validator is not None else 0,
