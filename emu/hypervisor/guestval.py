@@ -29,6 +29,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from emu import EmuError
 from emu.integrity.findings import Finding, FindingKind, Findings
 from emu.integrity.rules import MAX_CONFIG_BYTES, evaluate, parse_config
 from emu.storage.structs import decode_fat_time
@@ -125,8 +126,10 @@ class GuestValidator:
             if rule.path.upper() not in (c.upper() for c in self.configs):
                 self.configs.append(rule.path)
         if len(self.configs) > MAX_CONFIG:
-            from emu import EmuError
             raise EmuError(f"guest validation: the rules name {len(self.configs)} files (at most {MAX_CONFIG})")
+        for p in [item.path for item in self.listed] + self.dirs + self.configs:
+            if len(p.encode("utf-8")) > PATH_LEN:
+                raise EmuError(f"guest validation: path {p!r} is longer than the ABI's {PATH_LEN} bytes")
         m = self.validator
         m.hypercalls[LEAF_MOUNT_POLL] = self._mount_poll
         m.hypercalls[LEAF_FINDINGS] = self._findings
@@ -353,5 +356,6 @@ class GuestValidator:
 
 
 def _path(p: str) -> bytes:
+    """A path as the ABI's NUL-padded 64-byte field (longer paths are refused when the validator is set up)."""
     raw = p.encode("utf-8", "replace")[:PATH_LEN]
     return raw + bytes(PATH_LEN - len(raw))

@@ -11,15 +11,17 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, strategies as st
 
 from conftest import require_tool
+from emu import EmuError
 from emu.hypervisor import guestval
 from emu.hypervisor.host import Host
 from emu.hypervisor.scenario import load
-from emu.integrity import validate
+from emu.integrity import Baseline, validate
 from emu.storage.structs import decode_fat_time
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,6 +304,13 @@ def test_write_time_round_trip(year, month, day, hour, minute, half_second):
     """The job carries the baseline's write_time as the raw DIR_WrtDate/DIR_WrtTime the guest compares."""
     date, time = year << 9 | month << 5 | day, hour << 11 | minute << 5 | half_second
     assert guestval.encode_fat_time(decode_fat_time(date, time)) == date << 16 | time
+
+
+def test_a_path_longer_than_the_abi_is_refused_at_setup():
+    baseline = Baseline.load(DEMO / "demo-etc.baseline.json")
+    baseline.files["/ETC/" + "L" * 60] = dict(baseline.files["/ETC/PASSWD"])
+    with pytest.raises(EmuError, match="is longer than the ABI's 64 bytes"):
+        guestval.GuestValidator(SimpleNamespace(hypercalls={}), baseline, 1000, lambda job: None)
 
 
 def test_demo_with_guest_validation():
