@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emu.machine import EndReason, Machine, MachineConfig  # noqa: E402
+from tools.benchlib import bare_copy_rate, bare_insn_rate  # noqa: E402
 
 FIRMWARE = ROOT / "firmware" / "build"
 MIB = 1 << 20
@@ -116,6 +117,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         disk = make_disk(work / "disk.img", args.mib)
         want = expected_digest(disk, args.mib * MIB // SECTOR)
         print(f"full system, {args.mib} MiB per run, best of {args.repeat} (Machine.run only; digest checked)")
+        copy, insns = bare_copy_rate(args.mib * MIB), bare_insn_rate()
+        print(f"  bare Unicorn this run: mem_write {copy / MIB:.0f} MiB/s, {insns / 1e6:.0f} M insn/s (no hooks)")
         for kernel in kernels:
             best = min((run_once(kernel, disk, work) for _ in range(max(1, args.repeat))), key=lambda r: r.seconds)
             got = int(LINE.search(best.transcript).group(4), 16)
@@ -124,6 +127,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  {kernel}: {best.mib_per_s:8.1f} MiB/s  ({best.seconds:.3f} s host wall, "
                   f"{best.mib_per_cpu_s:.1f} MiB/s of CPU time; {best.icount} guest instructions, "
                   f"{best.sectors} sectors)")
+            print(f"    = {best.mib_per_cpu_s * MIB / copy:.3f} x bare mem_write; guest ran at "
+                  f"{best.icount / best.cpu_seconds / insns:.3f} x the bare instruction rate")
     return 0
 
 
