@@ -54,6 +54,9 @@ def test_demo_timeline():
     assert events.index(restrict[0]) == events.index(after[0]) + 1
     reasons = {e["reason"] for e in events if e.get("block") == 330 and not e["safe"]}
     assert {"if_masked", "write_in_progress", "dma_active"} <= reasons
+    # the monitor's windows: no guest instruction and no virtual time pass while the disk is away
+    backs = [e for e in events if e.get("block") == 360]
+    assert len(backs) == len(analyses) and all(e["target_insns"] == e["held_ns"] == 0 for e in backs)
     assert summary["restricted"] and summary["validations"] == len(analyses)
     # every validation went 310 → 315 → 330 safe → 340 → 350 → 410 [→ 420] → 360 → 370
     for a in analyses:
@@ -94,3 +97,5 @@ def test_guest_validation_timeline_shows_each_window():
     validations = int(re.search(r"validations: (\d+)", proc.stdout).group(1))
     assert validations > 0 and window == [340, 350, 355, 410, 360] * validations
     assert 310 not in steps and 370 not in steps        # the routine steps stay folded
+    backs = [line for line in proc.stdout.splitlines() if "[360 remap_back]" in line]
+    assert len(backs) == validations and all(line.endswith("held guest: 0)") for line in backs)
