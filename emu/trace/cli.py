@@ -54,6 +54,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--checkpoint-every", type=_positive, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
                    help=f"state checkpoint at the first event after every N instructions "
                         f"(default {DEFAULT_CHECKPOINT_EVERY}); one is always taken at the end")
+    p.add_argument("--nic", nargs="?", const="", default=None, metavar="OPTIONS",
+                   help="an NE2000 on the guest's own switch, QEMU ne2k_isa defaults (0x300, IRQ 9); OPTIONS like "
+                        "mac=52:54:00:12:34:57,iobase=0x320,irq=10 (docs/network.md); recorded in the header, "
+                        "its frames recorded as `frame` events")
+    p.add_argument("--net-peer", choices=("echo",), default=None,
+                   help="what else is on the NIC's switch: echo = the echo peer of the network kernels (needs --nic)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not copy guest console bytes to stdout")
     p.set_defaults(func=cmd_record)
 
@@ -110,9 +116,9 @@ def cmd_record(args) -> int:
     from emu.trace.session import RunSpec, record
 
     if is_scenario(args.kernel):
-        if args.disk or args.disk_ro or args.mem != 32 or args.max_insns or args.cmdline:
-            raise EmuError("a scenario names its own disks, memory, budget and command lines: "
-                           "--disk/--disk-ro/--mem/--max-insns/--cmdline do not apply")
+        if args.disk or args.disk_ro or args.mem != 32 or args.max_insns or args.cmdline or args.nic is not None:
+            raise EmuError("a scenario names its own disks, memory, budget, command lines and NICs: "
+                           "--disk/--disk-ro/--mem/--max-insns/--cmdline/--nic do not apply")
         r = record_scenario(args.kernel, args.output, checkpoint_every=args.checkpoint_every)
         events = sum(r.counts.values())
         print(f"emu: recorded {events} events of scenario {args.kernel} to {args.output} ({r.size} bytes); "
@@ -120,10 +126,17 @@ def cmd_record(args) -> int:
         return 0
     if len(args.disk) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    nic = None
+    if args.nic is not None:
+        from emu.net.config import parse_nic_options
+        nic = parse_nic_options(args.nic, peer=args.net_peer)
+    elif args.net_peer is not None:
+        raise EmuError("--net-peer needs --nic")
     out = sys.stdout.buffer
     console = None if args.quiet else (lambda b: out.write(bytes((b,))))
     spec = RunSpec(kernel=args.kernel, disks=list(args.disk), mem_mib=args.mem, cmdline=args.cmdline,
-                   max_insns=args.max_insns, disks_read_only=args.disk_ro, checkpoint_every=args.checkpoint_every)
+                   max_insns=args.max_insns, disks_read_only=args.disk_ro, checkpoint_every=args.checkpoint_every,
+                   nic=nic)
     try:
         r = record(spec, args.output, console=console)
     finally:
@@ -149,27 +162,64 @@ def cmd_replay(args) -> int:
     return 0 if result.ok else 1
 
 
+def exit_reasons(values: list[str]) -> set[int]:
+    """``--reason`` values (ExitReason names, any case, or numbers in any base) -> basic exit reason numbers.
+
+    EmuError naming the first value that is not a basic exit reason (SDM Vol. 3D Table C-1, emu.vmx.reasons).
+    """
+    from emu.vmx.reasons import ExitReason
+
+    numbers = set()
+    for value in values:
+        text = value.strip()
+        try:
+            number = int(text, 0)
+        except ValueError:
+            member = ExitReason.__members__.get(text.upper())
+            if member is None:
+                raise EmuError(f"--reason {value}: not a VM-exit reason name or number (e.g. IO_INSTRUCTION, 30, "
+                               f"0x1e)") from None
+            number = int(member)
+        if number not in ExitReason._value2member_map_:
+            raise EmuError(f"--reason {value}: {number} is not a basic VM-exit reason (SDM Vol. 3D Table C-1)")
+        numbers.add(number)
+    return numbers
+
+
+def guest_names(header: dict) -> list[str]:
+    """The guest names a trace's events can carry: the header's guests (and ``host`` for a scenario trace)."""
+    from emu.trace.scenario import HOST
+
+    names = [str(g.get("name")) for g in header.get("guests", []) if isinstance(g, dict)]
+    if header.get("scenario"):
+        names.append(HOST)
+    return names
+
+
 def cmd_show(args) -> int:
-    """Print the selected events."""
+    """Print the selected events; EmuError (exit 2) for a filter that cannot match anything."""
     from emu.trace import text
     from emu.trace.format import encode
     from emu.trace.reader import TraceReader
 
+    if args.start is not None and args.stop is not None and args.start > args.stop:
+        raise EmuError(f"--from {args.start} is after --to {args.stop}: no event can be in that range")
+    reasons = exit_reasons(args.reason) if args.reason else None
     reader = TraceReader(args.trace)
+    if args.guest is not None:
+        names = guest_names(reader.header)
+        if args.guest not in names:
+            raise EmuError(f"--guest {args.guest}: the trace has no such guest (guests: {', '.join(names)})")
     if args.header:
         print(json.dumps(reader.header, sort_keys=True, indent=1) if not args.json
               else encode(reader.header).decode().rstrip())
     kinds = set(args.kind) if args.kind else None
-    reasons = None
-    if args.reason:
-        reasons = {r.upper() for r in args.reason}
-        if kinds is None:
-            kinds = {"vmexit"}
+    if reasons is not None and kinds is None:
+        kinds = {"vmexit"}
     out = sys.stdout
     for record in reader.events(kinds=kinds, guest=args.guest, start=args.start, stop=args.stop):
-        if reasons is not None and record.get("kind") == "vmexit":
-            if str(record.get("reason_name", "")).upper() not in reasons and str(record.get("reason")) not in reasons:
-                continue
+        if reasons is not None and record.get("kind") == "vmexit" and record.get("reason") not in reasons:
+            continue
         out.write((encode(record).decode() if args.json else text.describe(record) + "\n"))
     return 0
 

@@ -58,8 +58,75 @@ def test_show_filters(base, capfd):
     lines = capfd.readouterr().out.splitlines()
     icounts = [int(line.split()[0]) for line in lines]
     assert lines and all(20000 <= i <= 20100 for i in icounts) and all(" io " in line for line in lines)
-    assert main(["trace", "show", "c.trace", "--guest", "nobody"]) == 0
-    assert capfd.readouterr().out == ""
+    assert main(["trace", "show", "c.trace", "--guest", "guest", "--kind", "end"]) == 0
+    assert capfd.readouterr().out.count(" guest end ") == 1
+
+
+GOLDEN = str(ROOT / goldens.GOLDEN_DIR)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["vmx_exits", "--reason", "BOGUS"], "--reason BOGUS: not a VM-exit reason name or number"),
+    (["vmx_exits", "--reason", "35"], "--reason 35: 35 is not a basic VM-exit reason"),
+    (["vmx_exits", "--reason", "0x"], "--reason 0x: not a VM-exit reason name or number"),
+    (["vmx_exits", "--guest", "nobody"], "--guest nobody: the trace has no such guest (guests: guest)"),
+    (["demo", "--guest", "nobody"], "--guest nobody: the trace has no such guest (guests: app, mgmt, host)"),
+    (["vmx_exits", "--from", "10", "--to", "5"], "--from 10 is after --to 5: no event can be in that range"),
+])
+def test_show_refuses_a_filter_that_cannot_match(capfd, args, message):
+    """A misspelt reason or guest, or an empty range, is one line and exit status 2, not silence and 0."""
+    trace = f"{GOLDEN}/{args[0]}.trace"
+    assert main(["trace", "show", trace] + args[1:]) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and err.startswith(f"emu: {message}") and err.count("\n") == 1
+
+
+def test_show_reason_numbers_in_any_base_and_names_in_any_case(capfd):
+    """WRMSR is basic exit reason 32 (SDM Vol. 3D Table C-1): 32, 0x20 and wrmsr select the same 3 exits."""
+    outputs = []
+    for reason in ("WRMSR", "wrmsr", "32", "0x20"):
+        assert main(["trace", "show", f"{GOLDEN}/vmx_exits.trace", "--reason", reason]) == 0
+        outputs.append(capfd.readouterr().out)
+    assert len(set(outputs)) == 1
+    lines = outputs[0].splitlines()
+    assert len(lines) == 3 and all(" vmexit WRMSR " in line for line in lines)
+    assert main(["trace", "show", f"{GOLDEN}/demo.trace", "--reason", "0x1e", "--guest", "mgmt", "--to", "200000"]) == 0
+    lines = capfd.readouterr().out.splitlines()
+    assert lines and all(" mgmt vmexit IO_INSTRUCTION " in line for line in lines)
+
+
+@pytest.mark.parametrize("cmd", [["replay", "T"], ["record", "k.elf", "-o", "T"], ["trace", "show", "T"],
+                                 ["trace", "diff", "A", "B"], ["trace", "stats", "T"]])
+@pytest.mark.parametrize("extra", [["extra"], ["--bogus"]])
+def test_extra_arguments_are_blamed_on_the_subcommand(capfd, cmd, extra):
+    """`emu replay T extra` is one line naming `emu replay` (emu/cli.py's contract), not the top-level `emu`."""
+    with pytest.raises(SystemExit) as info:
+        main(cmd + extra)
+    assert info.value.code == 2
+    prog = "emu " + " ".join(cmd[:2] if cmd[0] == "trace" else cmd[:1])
+    assert capfd.readouterr().err == f"{prog}: unrecognized arguments: {extra[0]} (see '{prog} --help')\n"
+
+
+def test_record_and_replay_with_a_nic_and_the_echo_peer(base, capfd):
+    shutil.copyfile(ROOT / "firmware/build/net_app.elf", base / "net_app.elf")
+    assert main(["record", "net_app.elf", "--cmdline", "count=3 interval=5", "--nic", "--net-peer", "echo",
+                 "-o", "n.trace"]) == 0
+    out, _ = capfd.readouterr()
+    assert out.encode() == (ROOT / "tests/net/net_app.qemu.txt").read_bytes()
+    assert main(["trace", "show", "n.trace", "--kind", "frame"]) == 0
+    frames = capfd.readouterr().out.splitlines()
+    assert len(frames) == 3 and all("port=guest" in f and "delivered=[peer]" in f for f in frames)
+    assert main(["replay", "n.trace"]) == 0
+    assert "replay ok" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--net-peer", "echo"], "--net-peer needs --nic"),
+    (["--nic", "irq=2"], "--nic: irq 2 is used by the PIC cascade"),
+])
+def test_record_nic_errors_are_one_line(base, capfd, args, message):
+    assert main(["record", "hello.elf", "-o", "h.trace"] + args) == 2
+    assert capfd.readouterr().err == f"emu: {message}\n"
 
 
 def test_diff_and_stats(base, capfd):

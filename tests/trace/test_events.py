@@ -87,12 +87,13 @@ def test_machine_reported_events_go_through_the_tap(tmp_path):
 
 
 def test_fast_io_encoding_is_the_canonical_encoding():
-    from hypothesis import given, strategies as st
+    from hypothesis import given, settings, strategies as st
 
     from emu.trace.format import encode, encode_io, make_event
 
     ints = st.integers(min_value=0, max_value=2**32)
 
+    @settings(deadline=None)         # pure encoding: no time limit per example on a loaded CI machine
     @given(icount=ints, guest=st.text(max_size=8), op=st.sampled_from(["in", "out"]), port=ints, size=ints,
            rip=st.none() | ints, length=st.none() | ints, qual=ints, value=ints)
     def check(icount, guest, op, port, size, rip, length, qual, value):
