@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Re-record the golden traces in fixtures/traces/ on purpose and print what changed (docs/traces.md).
 
-    python tools/rerecord_goldens.py              # every kernel in firmware/build (except emu.trace.goldens.SKIP)
-    python tools/rerecord_goldens.py hello        # only these kernels
+    python tools/rerecord_goldens.py              # every golden: the kernels in firmware/build (network kernels with
+                                                  # an NE2000 and the echo peer) and the scenarios (goldens.SCENARIOS)
+    python tools/rerecord_goldens.py hello demo   # only these kernels / scenarios
     python tools/rerecord_goldens.py --check      # record and compare, write nothing (exit 1 if any changed)
 
 For each golden it prints "unchanged", "new", or the differ's report (first divergence with context and
@@ -22,7 +23,7 @@ from emu.trace import goldens  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="KERNEL", help="kernel names (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="kernel or scenario golden names (default: all)")
     parser.add_argument("--check", action="store_true", help="compare only; write nothing; exit 1 on any change")
     args = parser.parse_args(argv)
     names = args.names or goldens.golden_names()

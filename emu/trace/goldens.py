@@ -89,7 +89,7 @@ def skip_reason(name: str) -> str | None:
     if name in SKIP:
         return SKIP[name]
     if name in SCENARIO_GUESTS:
-        return f"a scenario guest (covered by the {SCENARIO_GUESTS[name]} scenario golden)"
+        return f"a scenario guest; the {SCENARIO_GUESTS[name]} scenario golden covers it"
     if name.startswith(BENCHMARK_PREFIX):
         return "benchmark kernel (timed by tools/, not a regression trace)"
     return None

@@ -140,3 +140,28 @@ def test_guest_validation_golden_records_the_validator_in_the_guest():
     assert validations[0]["clean"] is True and any(not v["clean"] for v in validations)
     assert [r["kind"] for r in records].count("restriction") == 1
     assert sorted(r["guest"] for r in records if r["kind"] == "guest_end") == ["app", "mgmt"]
+
+
+def test_recording_attached_to_a_machine_with_a_nic_replays(tmp_path):
+    """`emu run --nic --record` (a Recording on a machine built elsewhere): the card and peer reach the header
+    (not the capture file, an output) and the replay rebuilds them."""
+    import shutil
+
+    from emu.machine import Machine, MachineConfig
+    from emu.net.config import NicConfig
+    from emu.trace.session import Recording, in_directory
+
+    shutil.copyfile(ROOT / "firmware" / "build" / "net_app.elf", tmp_path / "net_app.elf")
+    with in_directory(tmp_path):
+        m = Machine(MachineConfig(kernel="net_app.elf", cmdline="count=3 interval=5",
+                                  nic=NicConfig(peer="echo", pcap="wire.pcap")), console=lambda b: None)
+        rec = Recording(m, "t.trace")
+        result = m.run()
+        rec.finish(result)
+        m.close()
+    header = TraceReader(tmp_path / "t.trace").header
+    assert header["guests"][0]["nic"]["peer"] == "echo" and "pcap" not in header["guests"][0]["nic"]
+    assert (tmp_path / "wire.pcap").exists()
+    assert TraceReader(tmp_path / "t.trace").counts()["frame"] == 3
+    result = replay(tmp_path / "t.trace", base=tmp_path)
+    assert result.ok, result.report()
