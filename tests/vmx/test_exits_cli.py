@@ -98,6 +98,7 @@ def _check_line(line: str) -> dict:
     regs = obj["regs"]
     assert type(regs) is dict and set(GPRS) <= set(regs)
     assert all(type(v) is int and 0 <= v <= 0xFFFFFFFF for v in regs.values())
+    assert regs.get("eip", obj["rip"]) == obj["rip"]        # the snapshot is the guest state of the exit (§28.3.3)
     reason = obj["reason"]
     if reason == 30:                                     # I/O instruction
         assert obj["decoded"] == _sdm_io_fields(obj["qualification"])
