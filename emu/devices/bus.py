@@ -50,7 +50,7 @@ class PortBus:
         """IN: the claiming device's value, or all-ones."""
         handler = self._read[port & 0xFFFF]
         if handler is None:
-            if self.log_unclaimed:
+            if self.log_unclaimed and self._owner[port & 0xFFFF] is None:
                 self.log_unclaimed("in", port, size, ALL_ONES[size])
             return ALL_ONES[size]
         return handler(port, size) & ALL_ONES[size]
@@ -59,7 +59,7 @@ class PortBus:
         """OUT: handed to the claiming device, or dropped."""
         handler = self._write[port & 0xFFFF]
         if handler is None:
-            if self.log_unclaimed:
+            if self.log_unclaimed and self._owner[port & 0xFFFF] is None:
                 self.log_unclaimed("out", port, size, value)
             return
         handler(port, size, value & ALL_ONES[size])
