@@ -3,7 +3,11 @@
 Wiring lives here, not in the devices (QEMU's ``hw/i386/pc_piix.c`` plays
 this role): each device's ports are claimed on the machine's port bus and its
 interrupt line is connected to the PIC.  The state is what a multiboot kernel
-finds after SeaBIOS (PCI BAR4 = 0xC041, IDETIM decode on, bus mastering off).
+finds after SeaBIOS under the reference command line of ``tools/qemu_ref.py``
+(QEMU 7.2 ``-M pc -nodefaults``): PCI BAR4 = 0xC001 (bus master block at
+0xC000), IDETIM decode on, bus mastering off.  QEMU's default configuration
+(no ``-nodefaults``) puts a NIC at 0xC000 first, so BAR4 reads 0xC041 there,
+and adds VGA, the NIC and a CD-ROM that are not modelled (docs/devices-ide.md).
 """
 from __future__ import annotations
 
