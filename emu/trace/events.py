@@ -405,8 +405,7 @@ class MachineTap:
                 self._wrap_engine(engine)
                 self.sources.append(f"dma:{engine.index}")
         switch = getattr(getattr(m, "network", None), "switch", None)
-        if switch is not None and hasattr(switch, "_forward") and hasattr(switch, "ports"):
-            self._wrap_switch(switch)
+        if switch is not None and tap_switch(switch, lambda: self):
             self.sources.append(f"frame:{switch.name}")
 
     def _subscribe_vmx(self) -> None:
@@ -584,18 +583,24 @@ class MachineTap:
         engine._begin = traced_begin
         engine._step = traced_step
 
-    def _wrap_switch(self, switch) -> None:
-        forward = switch._forward
 
-        def traced_forward(number: int, frame: bytes, vlan: int, when: int):
-            names = [p.name for p in switch.ports]
+def tap_switch(switch, tap_now: Callable[[], MachineTap]) -> bool:
+    """Record every frame ``switch`` forwards as a ``frame`` event through the tap ``tap_now()`` returns (the guest
+    whose port access sent it); False when the switch has no hook point (``VirtualSwitch._forward``)."""
+    forward = getattr(switch, "_forward", None)
+    if forward is None or not hasattr(switch, "ports"):
+        return False
 
-            def describe(result):
-                fields = {"port": names[number], "vlan": vlan, "time_ns": when, "length": len(frame),
-                          "crc32": zlib.crc32(frame), "dst": bytes(frame[0:6]).hex(), "src": bytes(frame[6:12]).hex(),
-                          "delivered": [names[i] for i in result.delivered],
-                          "refused": [names[i] for i in result.refused],
-                          "drop": result.drop.value if result.drop is not None else None}
-                return Kind.FRAME.value, fields
-            return self._nested(lambda: forward(number, frame, vlan, when), describe)
-        switch._forward = traced_forward
+    def traced_forward(number: int, frame: bytes, vlan: int, when: int):
+        names = [p.name for p in switch.ports]
+
+        def describe(result):
+            fields = {"port": names[number], "vlan": vlan, "time_ns": when, "length": len(frame),
+                      "crc32": zlib.crc32(frame), "dst": bytes(frame[0:6]).hex(), "src": bytes(frame[6:12]).hex(),
+                      "delivered": [names[i] for i in result.delivered],
+                      "refused": [names[i] for i in result.refused],
+                      "drop": result.drop.value if result.drop is not None else None}
+            return Kind.FRAME.value, fields
+        return tap_now()._nested(lambda: forward(number, frame, vlan, when), describe)
+    switch._forward = traced_forward
+    return True

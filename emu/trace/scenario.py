@@ -3,7 +3,8 @@
 Every guest gets a :class:`~emu.trace.events.MachineTap`; the trap handler's
 steps (patent blocks 310 … 370) become ``trap_step`` records, block 410
 ``validation`` and block 420 ``restriction`` records, each in causal order
-within the exit that triggered it.  Each guest ends with a checkpoint and a
+within the exit that triggered it; every frame on the host's switch is a ``frame`` record of the guest that
+sent it, right after the port access that started the transmission.  Each guest ends with a checkpoint and a
 ``guest_end`` record; the trace ends with one ``end`` record (guest ``host``)
 holding the deterministic part of the host's summary.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import emu
-from emu.trace.events import DEFAULT_CHECKPOINT_EVERY, MachineTap
+from emu.trace.events import DEFAULT_CHECKPOINT_EVERY, MachineTap, tap_switch
 from emu.trace.format import FORMAT_VERSION, Kind
 from emu.trace.session import _input_record, in_directory
 
@@ -103,6 +104,8 @@ def run_scenario(path: str, base: Path, observer, checkpoint_every: int = DEFAUL
                 taps[name] = tap
                 _finish_on_close(host, name, machine, tap)
                 _track_running(machine, name, current)
+            if getattr(host, "switch", None) is not None:     # frames between guests, in the sender's order
+                tap_switch(host.switch, lambda: taps[current[-1]] if current else next(iter(taps.values())))
             if on_tap is not None:
                 on_tap({"host": host, "taps": taps})
             summary = host.run()

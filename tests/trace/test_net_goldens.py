@@ -165,3 +165,19 @@ def test_recording_attached_to_a_machine_with_a_nic_replays(tmp_path):
     assert TraceReader(tmp_path / "t.trace").counts()["frame"] == 3
     result = replay(tmp_path / "t.trace", base=tmp_path)
     assert result.ok, result.report()
+
+
+def test_demo_golden_records_the_frames_between_guests_and_the_quarantine():
+    """scenario.toml puts both NICs in VLAN 10 and quarantines the application guest in VLAN 999 when validation
+    finds the tampering: its status broadcasts reach mgmt before the restriction and nobody after it."""
+    import tomllib
+
+    scenario = tomllib.loads((ROOT / goldens.SCENARIOS["demo"]).read_text())
+    home = {g["name"]: g["vlan"] for g in scenario["guest"]}
+    quarantine = scenario["restrictions"]["quarantine_vlan"]
+    records = list(TraceReader(_golden("demo")).events(kinds=["frame", "restriction"]))
+    cut = next(i for i, r in enumerate(records) if r["kind"] == "restriction")
+    before, after = records[:cut], [r for r in records[cut + 1:] if r["kind"] == "frame"]
+    assert before and after and all(r["kind"] == "frame" for r in before)
+    assert all(f["port"] == "app" and f["vlan"] == home["app"] and f["delivered"] == ["mgmt"] for f in before)
+    assert all(f["vlan"] == quarantine and f["delivered"] == [] and f["drop"] == "no_destination" for f in after)
