@@ -201,8 +201,9 @@ class TrapHandler:
         channel, unit = self.host.disk_position(target, self.scenario.trap.disk)
         drive = channel.drives[unit]
         validator = self.guestval.validator if self.guestval is not None else None
-        self._window = _Window(machine, time.perf_counter(), time.process_time(), self.host.time_ns(), stamp(target)["icount"],
-                               stamp(machine)["icount"], stamp(validator)["icount"] if validator is not None else 0)
+        self._window = _Window(machine, time.perf_counter(), time.process_time(), self.host.time_ns(),
+                               stamp(target)["icount"], stamp(machine)["icount"],
+                               stamp(validator)["icount"] if validator is not None else 0)
         if self.guestval is not None:
             self._mount_in_guest(target, drive)
             return
@@ -226,9 +227,9 @@ class TrapHandler:
         result = {"validation": self.validations, "clean": findings.clean and error is None,
                   "findings": findings.to_json()["findings"], "counts": findings.counts(), "by": by, "error": error}
         self.results.append(result)
-        self._emit(Block.ANALYSIS, target,
-                   {"clean": result["clean"], "counts": findings.counts(), "by": by, "error": error,
-                    "summary": [" ".join(f.to_text().split()) for f in findings] + ([f"failed: {error}"] if error else [])})
+        summary = [" ".join(f.to_text().split()) for f in findings] + ([f"failed: {error}"] if error else [])
+        self._emit(Block.ANALYSIS, target, {"clean": result["clean"], "counts": findings.counts(), "by": by,
+                                            "error": error, "summary": summary})
         if error is None:
             self._restrict(target, findings)
         validator = self.guestval.validator if self.guestval is not None else None
