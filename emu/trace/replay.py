@@ -88,7 +88,7 @@ class Divergence:
             head = f"  state against the recorded checkpoint at icount {at} (the replay's state at the same icount): "
         else:
             head = (f"  state against the recorded checkpoint at icount {at} (the replay's state at icount "
-                    f"{act_cp.get('icount')}: it could not run on to {at}): ")
+                    f"{act_cp.get('icount')}, the nearest to it the replay reached): ")
         return [head + ("identical" if not diffs else "")] + [f"    {d}" for d in diffs]
 
 

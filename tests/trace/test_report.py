@@ -73,7 +73,7 @@ def test_replay_that_ends_early_lists_its_registers_against_the_recorded_checkpo
     assert "eip" in differing
     report = result.report()
     assert (f"state against the recorded checkpoint at icount {end_checkpoint['icount']} (the replay's state at "
-            f"icount 12500: it could not run on to {end_checkpoint['icount']})") in report
+            f"icount 12500, the nearest to it the replay reached)") in report
     for name in differing:
         e, a = end_checkpoint["regs"][name], d.actual["regs"][name]
         assert f"register {name}: expected {e:#010x} actual {a:#010x}" in report
