@@ -144,6 +144,9 @@ class TrapHandler:
             self.guestval = GuestValidator(host.machines[scenario.where[6:]], self.baseline, scenario.deadline_insns,
                                            self._guest_done)
         self._window: Optional[_Window] = None
+        from emu.vmx.reasons import ExitReason
+        self._reasons = frozenset(ExitReason[name] for name in scenario.trap.reasons)
+        self._target = host.machines[scenario.trap.validate]
 
     def _emit(self, block: Block, machine, detail: Optional[dict[str, Any]] = None) -> None:
         """Emit one step for ``machine`` (its exact icount and vtime now) at the host's virtual time."""
@@ -153,13 +156,13 @@ class TrapHandler:
     # --- 310 --------------------------------------------------------------
     def on_exit(self, machine, exit_) -> None:
         """Block 310: a chosen exit of the trapping guest enters the handler (the guest is suspended)."""
-        if exit_.reason.name not in self.scenario.trap.reasons:
+        if self._window is not None:
+            return  # a management-guest window is open (checked first: the validator's own exits come here)
+        if exit_.reason not in self._reasons:
             return
-        target = self.host.machines[self.scenario.trap.validate]
+        target = self._target
         if target.end is not None:
             return  # the guest to validate has ended: nothing runs on its disk any more
-        if self.guestval is not None and self.guestval.busy:
-            return  # a management-guest window is open
         self.trapped += 1
         now_ns = self.host.time_ns()
         self.trap_log.append((self.trapped, now_ns))
