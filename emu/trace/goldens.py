@@ -136,7 +136,8 @@ def rerecord(name: str, root: Path = ROOT, write: bool = True) -> Rerecorded:
     """Record kernel ``name`` again; compare with the current golden; replace it when ``write``."""
     ensure_reference_disk(root)
     target = golden_path(name, root)
-    fd, tmp = tempfile.mkstemp(prefix=f"{name}-", suffix=".trace", dir=str(target.parent))
+    # not "*.trace": a golden test collecting meanwhile must not take the half-written file for a golden
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".trace.tmp", dir=str(target.parent))
     os.close(fd)
     try:
         if name in SCENARIOS:
