@@ -86,8 +86,6 @@ def cmd_run(args) -> int:
     if len(args.disk) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
     nic = nic_config(args)
-    if nic is not None and args.record:
-        raise EmuError("--record cannot record a run with --nic (traces have no network frames yet)")
     machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
                                     disks_read_only=args.disk_ro, nic=nic))
     if args.exits:

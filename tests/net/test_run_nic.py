@@ -112,7 +112,6 @@ def test_card_options_behave_like_qemus_properties(options, tmp_path):
     (["--net-peer", "echo"], "emu: --net-peer needs --nic"),
     (["--pcap", "x.pcap"], "emu: --pcap needs --nic"),
     (["--nic", "--pcap", "/nonexistent/dir/x.pcap"], "emu: pcap: cannot write /nonexistent/dir/x.pcap"),
-    (["--nic", "--record", "x.trace"], "emu: --record cannot record a run with --nic"),
 ], ids=lambda v: v if isinstance(v, str) and not v.startswith("emu:") else None)
 def test_bad_values_give_one_line(args, message, tmp_path, capfd):
     """In process (``emu.cli.main``, what the console script calls) to keep the 14 cases fast."""
@@ -132,3 +131,13 @@ def test_a_kernel_taken_for_nic_options_is_explained():
     run = emu_run("--nic", kernel("net_ping"))
     assert run.returncode == 2 and run.stdout == b"" and "Traceback" not in run.stderr
     assert "is not key=value options; write the kernel before --nic" in run.stderr.splitlines()[-1]
+
+
+def test_a_run_with_a_nic_records_and_replays(tmp_path):
+    """`emu run --nic --net-peer echo --record T`: the trace keeps the card and its peer; `emu replay T` passes."""
+    trace = tmp_path / "ping.trace"
+    run = emu_run(kernel("net_ping").relative_to(ROOT), *nic_args("net_ping"), "--record", trace)
+    assert run.stdout == golden("net_ping").read_bytes() and run.returncode == 1
+    replay = subprocess.run([sys.executable, "-m", "emu", "replay", str(trace)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
