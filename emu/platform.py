@@ -40,8 +40,9 @@ class Platform:
     bmdma: BusMasterIde
 
 
-def build(machine, disks: list[str], read_only: bool = False) -> Platform:
-    """Create the platform devices of ``machine`` and claim their ports; ``disks`` are image paths."""
+def build(machine, disks: list[Optional[str]], read_only: bool = False) -> Platform:
+    """Create the platform devices of ``machine`` and claim their ports; ``disks`` are image paths by IDE slot
+    (0 primary master … 3 secondary slave; None leaves a slot empty)."""
     from emu.storage.image import DiskImage
 
     bus = machine.bus
@@ -50,8 +51,11 @@ def build(machine, disks: list[str], read_only: bool = False) -> Platform:
     port61 = SystemControlPortB(pit)
     if len(disks) > 4:
         raise EmuError("at most 4 disks (primary/secondary, master/slave)")
-    images: list[DiskImage] = []
+    images: list[Optional[DiskImage]] = []
     for path in disks:
+        if path is None:            # an empty IDE slot
+            images.append(None)
+            continue
         images.append(DiskImage(path, read_only=read_only))
         machine._closers.insert(0, images[-1].flush)
         machine._closers.append(images[-1].close)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 from emu import EmuError
 
@@ -29,9 +30,9 @@ def add_parsers(sub) -> None:
                     "unusable input ends it with status 2 and one line on stderr.",
     )
     p.add_argument("kernel", metavar="KERNEL", help="multiboot ELF32 kernel")
-    p.add_argument("--disk", action="append", default=[], metavar="IMG",
-                   help="raw disk image: the first is the primary master, then primary slave, secondary master, "
-                        "secondary slave")
+    p.add_argument("--disk", action="append", default=[], metavar="[N=]IMG",
+                   help="raw disk image in IDE slot N (0 primary master, 1 primary slave, 2 secondary master, "
+                        "3 secondary slave, as QEMU's -drive index=N); without N=, the next free slot")
     p.add_argument("--disk-ro", action="store_true", help="open the disk images read-only (guest writes fail with ABRT)")
     p.add_argument("--mem", type=_positive, default=32, metavar="MIB", help="guest RAM in MiB (default 32)")
     p.add_argument("--max-insns", type=_positive, default=None, metavar="N",
@@ -79,14 +80,32 @@ def nic_config(args):
     return parse_nic_options(args.nic, peer=args.net_peer, pcap=args.pcap)
 
 
+def disk_slots(specs: list[str]) -> list[Optional[str]]:
+    """``--disk [N=]IMG`` values as the four IDE slots (None = empty), QEMU's -drive index=N numbering."""
+    slots: list[Optional[str]] = [None] * 4
+    for spec in specs:
+        if len(spec) > 2 and spec[1] == "=" and spec[0] in "0123":
+            index, path = int(spec[0]), spec[2:]
+            if slots[index] is not None:
+                raise EmuError(f"--disk {spec}: IDE slot {index} already holds {slots[index]}")
+        else:
+            free = [i for i, slot in enumerate(slots) if slot is None]
+            if not free:
+                raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+            index, path = free[0], spec
+        slots[index] = path
+    while slots and slots[-1] is None:
+        slots.pop()
+    return slots
+
+
 def cmd_run(args) -> int:
     """Run the kernel; return the process exit status."""
     from emu.machine import Machine, MachineConfig
 
-    if len(args.disk) > 4:
-        raise EmuError("at most 4 disks (primary/secondary, master/slave)")
+    disks = disk_slots(args.disk)
     nic = nic_config(args)
-    machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=list(args.disk),
+    machine = Machine(MachineConfig(kernel=args.kernel, cmdline=args.cmdline, mem_mib=args.mem, disks=disks,
                                     disks_read_only=args.disk_ro, nic=nic))
     if args.exits:
         log_exits(machine, args.exits)

@@ -317,3 +317,17 @@ def test_instruction_limit_ends_a_long_guest_with_status_124() -> None:
 def test_instruction_limit_larger_than_the_run_changes_nothing() -> None:
     run = emu_run(HELLO.relative_to(ROOT), "--max-insns", "100000000")
     assert run.status == 1 and run.stdout == HELLO_QEMU_TRANSCRIPT and run.stderr == ""
+
+
+def test_disk_slots_follow_qemus_drive_index(tmp_path: Path) -> None:
+    """`--disk 2=IMG` puts the only disk on the secondary master (QEMU -drive index=2): ide_slots sees it there."""
+    img = tmp_path / "sm.img"
+    img.write_bytes(bytes(1 << 20))
+    run = emu_run(FIRMWARE / "ide_slots.elf", "--disk", f"2={img}", "--max-insns", "50000000")
+    text = run.stdout.decode()
+    assert "primary master: no drive" in text and "primary slave: no drive" in text
+    assert 'secondary master: status 58, serial "QM00003"' in text and "secondary slave: no drive" in text
+    twice = emu_run(HELLO, "--disk", f"0={img}", "--disk", f"0={img}")
+    assert twice.status == 2 and twice.stderr == f"emu: --disk 0={img}: IDE slot 0 already holds {img}\n"
+    five = emu_run(HELLO, *sum((["--disk", str(img)] for _ in range(5)), []))
+    assert five.status == 2 and "at most 4 disks" in five.stderr

@@ -224,8 +224,12 @@ def check_inputs(header: dict, base: Path) -> list[str]:
             problems.append(f"{what} cannot be read ({exc.strerror})")
             continue
         if digest != inp.get("sha256"):
+            hint = ""
+            if inp.get("role") == "disk" and header.get("config", {}).get("disk_mode") == "in-place":
+                hint = ("; `emu run --record` let the guest write it: put the original back, or record with "
+                        "`emu record`, which runs on copies")
             problems.append(f"{what} changed since recording (sha256 {str(inp.get('sha256'))[:12]}… recorded, "
-                            f"{digest[:12]}… now)")
+                            f"{digest[:12]}… now){hint}")
     return problems
 
 

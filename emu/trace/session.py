@@ -154,7 +154,8 @@ def make_header(spec: RunSpec, base: Path, disk_mode: str = DISK_COPY, tool: str
     """The header record: format, emu version, every input with its SHA-256, and the configuration."""
     inputs = [_input_record("kernel", spec.name, spec.kernel, base)]
     for slot, disk in enumerate(spec.disks):
-        inputs.append(_input_record("disk", spec.name, disk, base, slot=slot))
+        if disk is not None:                 # None: an empty IDE slot
+            inputs.append(_input_record("disk", spec.name, disk, base, slot=slot))
     guest = {"name": spec.name, "kernel": spec.kernel, "cmdline": spec.cmdline, "mem_mib": spec.mem_mib,
              "disks": list(spec.disks), "disks_read_only": spec.disks_read_only}
     if spec.nic is not None:                 # absent (not null) without a card: older traces stay byte-identical
@@ -230,6 +231,9 @@ def disk_copies(spec: RunSpec, base: Path) -> Iterator[list[str]]:
     try:
         copies = []
         for slot, disk in enumerate(spec.disks):
+            if disk is None:
+                copies.append(None)
+                continue
             dest = os.path.join(tmp, f"disk{slot}.img")
             shutil.copyfile(base / disk, dest)
             copies.append(dest)
