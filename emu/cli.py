@@ -19,6 +19,26 @@ SUBCOMMAND_MODULES = (
 )
 
 
+def _integer(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must {what}: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 in any base (``0x100``, ``4096``)."""
+    return _integer(text, 1, "be positive")
+
+
+def count_int(text: str) -> int:
+    """argparse type: an integer >= 0 in any base."""
+    return _integer(text, 0, "not be negative")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the project's error contract: one line on stderr, status 2 (the usage is in ``--help``)."""
 

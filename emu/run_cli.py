@@ -6,16 +6,7 @@ import sys
 from typing import Optional
 
 from emu import EmuError
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+from emu.cli import positive_int
 
 
 def add_parsers(sub) -> None:
@@ -34,8 +25,8 @@ def add_parsers(sub) -> None:
                    help="raw disk image in IDE slot N (0 primary master, 1 primary slave, 2 secondary master, "
                         "3 secondary slave, as QEMU's -drive index=N); without N=, the next free slot")
     p.add_argument("--disk-ro", action="store_true", help="open the disk images read-only (guest writes fail with ABRT)")
-    p.add_argument("--mem", type=_positive, default=32, metavar="MIB", help="guest RAM in MiB (default 32)")
-    p.add_argument("--max-insns", type=_positive, default=None, metavar="N",
+    p.add_argument("--mem", type=positive_int, default=32, metavar="MIB", help="guest RAM in MiB (default 32)")
+    p.add_argument("--max-insns", type=positive_int, default=None, metavar="N",
                    help="stop after N guest instructions (exit status 124)")
     p.add_argument("--cmdline", default="", help="multiboot command line given to the kernel")
     p.add_argument("--exits", metavar="FILE.jsonl", default=None,

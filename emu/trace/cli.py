@@ -1,32 +1,12 @@
 """`emu record`, `emu replay`, `emu trace show|diff|stats` (docs/traces.md)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from emu import EmuError
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+from emu.cli import count_int, positive_int
 
 
 def add_parsers(sub) -> None:
@@ -48,10 +28,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--disk", action="append", default=[], metavar="IMG",
                    help="raw disk image (primary master, primary slave, secondary master, secondary slave)")
     p.add_argument("--disk-ro", action="store_true", help="the guest sees the disks read-only")
-    p.add_argument("--mem", type=_positive, default=32, metavar="MIB", help="guest RAM in MiB (default 32)")
-    p.add_argument("--max-insns", type=_positive, default=None, metavar="N", help="stop after N instructions")
+    p.add_argument("--mem", type=positive_int, default=32, metavar="MIB", help="guest RAM in MiB (default 32)")
+    p.add_argument("--max-insns", type=positive_int, default=None, metavar="N", help="stop after N instructions")
     p.add_argument("--cmdline", default="", help="multiboot command line given to the kernel")
-    p.add_argument("--checkpoint-every", type=_positive, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
+    p.add_argument("--checkpoint-every", type=positive_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
                    help=f"state checkpoint at the first event after every N instructions "
                         f"(default {DEFAULT_CHECKPOINT_EVERY}); one is always taken at the end")
     p.add_argument("--nic", nargs="?", const="", default=None, metavar="OPTIONS",
@@ -72,7 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--base", type=Path, default=None, metavar="DIR",
                    help="directory the recorded input paths are relative to (default: the working directory)")
     p.add_argument("--force", action="store_true", help="replay even when inputs changed (to see where it diverges)")
-    p.add_argument("--context", type=_count, default=4, metavar="N", help="events shown around a divergence")
+    p.add_argument("--context", type=count_int, default=4, metavar="N", help="events shown around a divergence")
     p.add_argument("--console", action="store_true", help="copy the guest's console bytes to stdout")
     p.set_defaults(func=cmd_replay)
 
@@ -85,8 +65,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--reason", action="append", default=None, metavar="NAME",
                    help="only VM exits with this reason name (e.g. IO_INSTRUCTION) or number (repeatable)")
     s.add_argument("--guest", default=None, metavar="NAME", help="only this guest's events")
-    s.add_argument("--from", dest="start", type=_count, default=None, metavar="N", help="icount >= N")
-    s.add_argument("--to", dest="stop", type=_count, default=None, metavar="M", help="icount <= M")
+    s.add_argument("--from", dest="start", type=count_int, default=None, metavar="N", help="icount >= N")
+    s.add_argument("--to", dest="stop", type=count_int, default=None, metavar="M", help="icount <= M")
     s.add_argument("--header", action="store_true", help="print the header first")
     s.add_argument("--json", action="store_true", help="print the raw JSON records")
     s.set_defaults(func=cmd_show)
@@ -95,7 +75,7 @@ def add_parsers(sub) -> None:
                                     "with context, and event counts by kind. Exit status 0 identical, 1 different.")
     d.add_argument("a", metavar="A")
     d.add_argument("b", metavar="B")
-    d.add_argument("--context", type=_count, default=4, metavar="N", help="events shown around the difference")
+    d.add_argument("--context", type=count_int, default=4, metavar="N", help="events shown around the difference")
     d.set_defaults(func=cmd_diff)
     st = tsub.add_parser("stats", help="events by kind, size, bytes per million instructions",
                          description="Summarise a trace: inputs, events by kind, instructions, file size, "
