@@ -130,8 +130,62 @@ class Cmd(enum.IntEnum):
     READ_NATIVE_MAX_ADDRESS = 0xF8
 
 
-LBA48_COMMANDS = frozenset({Cmd.READ_SECTORS_EXT, Cmd.READ_DMA_EXT, Cmd.READ_NATIVE_MAX_EXT, Cmd.READ_MULTIPLE_EXT,
-                            Cmd.WRITE_SECTORS_EXT, Cmd.WRITE_DMA_EXT, Cmd.WRITE_MULTIPLE_EXT, Cmd.READ_VERIFY_EXT})
+class Addr(enum.Enum):
+    """Addressing of a command: 28-bit (CHS or LBA28, as the device register says) or 48-bit (HOB bytes)."""
+
+    LBA28 = 28
+    LBA48 = 48
+
+
+class Transfer(enum.Enum):
+    """How a read/write command moves data: PIO a sector per DRQ block, PIO multiple (SET MULTIPLE MODE count
+    per block), or DMA (ATA-6 PIO data-in / data-out and DMA command protocols)."""
+
+    PIO = "pio"
+    MULTIPLE = "multiple"
+    DMA = "dma"
+
+
+class Direction(enum.Enum):
+    """Data direction of a read/write command."""
+
+    READ = "read"     # device -> host
+    WRITE = "write"   # host -> device
+
+
+@dataclass(frozen=True)
+class RwCommand:
+    """A row of the read/write command table (QEMU ``cmd_read_pio``, ``cmd_write_multiple``, ``cmd_read_dma`` ...)."""
+
+    addr: Addr
+    transfer: Transfer
+    direction: Direction
+
+
+RW_COMMANDS: dict[int, RwCommand] = {
+    # opcode (ATA-6 name)                    addressing   transfer            direction
+    Cmd.READ_SECTORS:              RwCommand(Addr.LBA28,  Transfer.PIO,       Direction.READ),
+    Cmd.READ_SECTORS_NORETRY:      RwCommand(Addr.LBA28,  Transfer.PIO,       Direction.READ),
+    Cmd.READ_SECTORS_EXT:          RwCommand(Addr.LBA48,  Transfer.PIO,       Direction.READ),
+    Cmd.READ_DMA_EXT:              RwCommand(Addr.LBA48,  Transfer.DMA,       Direction.READ),
+    Cmd.READ_MULTIPLE_EXT:         RwCommand(Addr.LBA48,  Transfer.MULTIPLE,  Direction.READ),
+    Cmd.WRITE_SECTORS:             RwCommand(Addr.LBA28,  Transfer.PIO,       Direction.WRITE),
+    Cmd.WRITE_SECTORS_NORETRY:     RwCommand(Addr.LBA28,  Transfer.PIO,       Direction.WRITE),
+    Cmd.WRITE_SECTORS_EXT:         RwCommand(Addr.LBA48,  Transfer.PIO,       Direction.WRITE),
+    Cmd.WRITE_DMA_EXT:             RwCommand(Addr.LBA48,  Transfer.DMA,       Direction.WRITE),
+    Cmd.WRITE_MULTIPLE_EXT:        RwCommand(Addr.LBA48,  Transfer.MULTIPLE,  Direction.WRITE),
+    Cmd.WRITE_VERIFY:              RwCommand(Addr.LBA28,  Transfer.PIO,       Direction.WRITE),  # no verify (QEMU)
+    Cmd.READ_MULTIPLE:             RwCommand(Addr.LBA28,  Transfer.MULTIPLE,  Direction.READ),
+    Cmd.WRITE_MULTIPLE:            RwCommand(Addr.LBA28,  Transfer.MULTIPLE,  Direction.WRITE),
+    Cmd.READ_DMA:                  RwCommand(Addr.LBA28,  Transfer.DMA,       Direction.READ),
+    Cmd.READ_DMA_NORETRY:          RwCommand(Addr.LBA28,  Transfer.DMA,       Direction.READ),
+    Cmd.WRITE_DMA:                 RwCommand(Addr.LBA28,  Transfer.DMA,       Direction.WRITE),
+    Cmd.WRITE_DMA_NORETRY:         RwCommand(Addr.LBA28,  Transfer.DMA,       Direction.WRITE),
+}
+"""READ/WRITE SECTORS, MULTIPLE, DMA and their EXT forms (ATA-6 chapter 8): all run by one handler."""
+
+LBA48_COMMANDS = frozenset({Cmd.READ_NATIVE_MAX_EXT, Cmd.READ_VERIFY_EXT}
+                           | {op for op, rw in RW_COMMANDS.items() if rw.addr is Addr.LBA48})
 """Commands whose address and count use the HOB bytes (48-bit feature set)."""
 
 
@@ -562,42 +616,36 @@ class AtaDrive:
         self.channel.raise_irq()
         return False
 
-    def _cmd_read_pio(self, cmd: int) -> bool:
+    def _cmd_read_write(self, cmd: int) -> bool:
+        """READ/WRITE SECTORS, MULTIPLE, DMA and their EXT forms: the row of :data:`RW_COMMANDS` says how."""
+        rw = RW_COMMANDS[cmd]
+        if rw.transfer is Transfer.DMA:
+            return self._rw_dma(rw)
+        return self._rw_pio(rw)
+
+    def _rw_pio(self, rw: RwCommand) -> bool:
+        """PIO data-in / data-out protocol (ATA-6): DRQ blocks of one sector, or of the multiple count (0: ABRT)."""
+        s = self.st
+        block = s.mult_sectors if rw.transfer is Transfer.MULTIPLE else 1
+        if not s.present or not block:
+            self.abort()
+            return True
+        self.lba48_transform(rw.addr is Addr.LBA48)
+        s.req_nb_sectors = block
+        if rw.direction is Direction.READ:
+            self.sector_read()
+        else:
+            s.status = DSC | DRDY
+            self._open_write_block(min(s.nsector, block))
+        return False
+
+    def _rw_dma(self, rw: RwCommand) -> bool:
+        """DMA command protocol (ATA-6): DRQ up until the DMA engine has moved the whole count."""
         if not self.st.present:
             self.abort()
             return True
-        self.lba48_transform(cmd in LBA48_COMMANDS)
-        self.st.req_nb_sectors = 1
-        self.sector_read()
-        return False
-
-    def _cmd_write_pio(self, cmd: int) -> bool:
-        if not self.st.present:
-            self.abort()
-            return True
-        self.lba48_transform(cmd in LBA48_COMMANDS)
-        self.st.req_nb_sectors = 1
-        self.st.status = DSC | DRDY
-        self._open_write_block(1)
-        return False
-
-    def _cmd_read_multiple(self, cmd: int) -> bool:
-        if not self.st.present or not self.st.mult_sectors:
-            self.abort()
-            return True
-        self.lba48_transform(cmd in LBA48_COMMANDS)
-        self.st.req_nb_sectors = self.st.mult_sectors
-        self.sector_read()
-        return False
-
-    def _cmd_write_multiple(self, cmd: int) -> bool:
-        if not self.st.present or not self.st.mult_sectors:
-            self.abort()
-            return True
-        self.lba48_transform(cmd in LBA48_COMMANDS)
-        self.st.req_nb_sectors = self.st.mult_sectors
-        self.st.status = DSC | DRDY
-        self._open_write_block(min(self.st.nsector, self.st.req_nb_sectors))
+        self.lba48_transform(rw.addr is Addr.LBA48)
+        self.start_dma(DmaCmd.READ if rw.direction is Direction.READ else DmaCmd.WRITE)
         return False
 
     def _cmd_set_multiple(self, cmd: int) -> bool:
@@ -607,22 +655,6 @@ class AtaDrive:
         else:
             self.st.mult_sectors = n
         return True
-
-    def _cmd_read_dma(self, cmd: int) -> bool:
-        if not self.st.present:
-            self.abort()
-            return True
-        self.lba48_transform(cmd in LBA48_COMMANDS)
-        self.start_dma(DmaCmd.READ)
-        return False
-
-    def _cmd_write_dma(self, cmd: int) -> bool:
-        if not self.st.present:
-            self.abort()
-            return True
-        self.lba48_transform(cmd in LBA48_COMMANDS)
-        self.start_dma(DmaCmd.WRITE)
-        return False
 
     def _cmd_flush(self, cmd: int) -> bool:
         flush = getattr(self.backing, "flush", None)
@@ -700,51 +732,38 @@ class AtaDrive:
 _DSC = 1
 """Command table flag: set DSC on successful completion (QEMU SET_DSC)."""
 
-COMMANDS: dict[int, tuple[Callable[[AtaDrive, int], bool], int]] = {
-    Cmd.RECALIBRATE: (AtaDrive._cmd_nop, _DSC),
-    Cmd.READ_SECTORS: (AtaDrive._cmd_read_pio, 0),
-    Cmd.READ_SECTORS_NORETRY: (AtaDrive._cmd_read_pio, 0),
-    Cmd.READ_SECTORS_EXT: (AtaDrive._cmd_read_pio, 0),
-    Cmd.READ_DMA_EXT: (AtaDrive._cmd_read_dma, 0),
-    Cmd.READ_NATIVE_MAX_EXT: (AtaDrive._cmd_read_native_max, _DSC),
-    Cmd.READ_MULTIPLE_EXT: (AtaDrive._cmd_read_multiple, 0),
-    Cmd.WRITE_SECTORS: (AtaDrive._cmd_write_pio, 0),
-    Cmd.WRITE_SECTORS_NORETRY: (AtaDrive._cmd_write_pio, 0),
-    Cmd.WRITE_SECTORS_EXT: (AtaDrive._cmd_write_pio, 0),
-    Cmd.WRITE_DMA_EXT: (AtaDrive._cmd_write_dma, 0),
-    Cmd.WRITE_MULTIPLE_EXT: (AtaDrive._cmd_write_multiple, 0),
-    Cmd.WRITE_VERIFY: (AtaDrive._cmd_write_pio, 0),
-    Cmd.READ_VERIFY: (AtaDrive._cmd_verify, _DSC),
-    Cmd.READ_VERIFY_NORETRY: (AtaDrive._cmd_verify, _DSC),
-    Cmd.READ_VERIFY_EXT: (AtaDrive._cmd_verify, _DSC),
-    Cmd.SEEK: (AtaDrive._cmd_nop, _DSC),
-    Cmd.EXECUTE_DEVICE_DIAGNOSTIC: (AtaDrive._cmd_diagnostic, 0),
-    Cmd.INITIALIZE_DEVICE_PARAMETERS: (AtaDrive._cmd_nop, _DSC),
-    Cmd.STANDBY_IMMEDIATE_ALT: (AtaDrive._cmd_nop, 0),
-    Cmd.IDLE_IMMEDIATE_ALT: (AtaDrive._cmd_nop, 0),
-    Cmd.STANDBY_ALT: (AtaDrive._cmd_nop, 0),
-    Cmd.IDLE_ALT: (AtaDrive._cmd_nop, 0),
-    Cmd.CHECK_POWER_MODE_ALT: (AtaDrive._cmd_check_power_mode, _DSC),
-    Cmd.SLEEP_ALT: (AtaDrive._cmd_nop, 0),
-    Cmd.READ_MULTIPLE: (AtaDrive._cmd_read_multiple, 0),
-    Cmd.WRITE_MULTIPLE: (AtaDrive._cmd_write_multiple, 0),
-    Cmd.SET_MULTIPLE_MODE: (AtaDrive._cmd_set_multiple, _DSC),
-    Cmd.READ_DMA: (AtaDrive._cmd_read_dma, 0),
-    Cmd.READ_DMA_NORETRY: (AtaDrive._cmd_read_dma, 0),
-    Cmd.WRITE_DMA: (AtaDrive._cmd_write_dma, 0),
-    Cmd.WRITE_DMA_NORETRY: (AtaDrive._cmd_write_dma, 0),
-    Cmd.STANDBY_IMMEDIATE: (AtaDrive._cmd_nop, 0),
-    Cmd.IDLE_IMMEDIATE: (AtaDrive._cmd_nop, 0),
-    Cmd.STANDBY: (AtaDrive._cmd_nop, 0),
-    Cmd.IDLE: (AtaDrive._cmd_nop, 0),
-    Cmd.CHECK_POWER_MODE: (AtaDrive._cmd_check_power_mode, _DSC),
-    Cmd.SLEEP: (AtaDrive._cmd_nop, 0),
-    Cmd.FLUSH_CACHE: (AtaDrive._cmd_flush, 0),
-    Cmd.FLUSH_CACHE_EXT: (AtaDrive._cmd_flush, 0),
-    Cmd.IDENTIFY_DEVICE: (AtaDrive._cmd_identify, 0),
-    Cmd.SET_FEATURES: (AtaDrive._cmd_set_features, _DSC),
-    Cmd.SECURITY_FREEZE_LOCK: (AtaDrive._cmd_freeze_lock, _DSC),
-    Cmd.READ_NATIVE_MAX_ADDRESS: (AtaDrive._cmd_read_native_max, _DSC),
+Handler = Callable[[AtaDrive, int], bool]
+"""A command handler: True when the generic completion (clear BSY, DSC per flags, IRQ) should run."""
+
+POWER_COMMANDS: dict[int, tuple[Handler, int]] = {
+    Cmd.STANDBY_IMMEDIATE:  (AtaDrive._cmd_nop, 0),
+    Cmd.IDLE_IMMEDIATE:     (AtaDrive._cmd_nop, 0),
+    Cmd.STANDBY:            (AtaDrive._cmd_nop, 0),
+    Cmd.IDLE:               (AtaDrive._cmd_nop, 0),
+    Cmd.CHECK_POWER_MODE:   (AtaDrive._cmd_check_power_mode, _DSC),
+    Cmd.SLEEP:              (AtaDrive._cmd_nop, 0),
+}
+"""Power management feature set (ATA-6); each also answers at its ATA-1 opcode (``Cmd.*_ALT``, 0x94-0x99)."""
+
+COMMANDS: dict[int, tuple[Handler, int]] = {
+    **{op: (AtaDrive._cmd_read_write, 0) for op in RW_COMMANDS},
+    **POWER_COMMANDS,
+    **{Cmd[f"{op.name}_ALT"]: entry for op, entry in POWER_COMMANDS.items()},
+    Cmd.RECALIBRATE:                   (AtaDrive._cmd_nop, _DSC),
+    Cmd.SEEK:                          (AtaDrive._cmd_nop, _DSC),
+    Cmd.INITIALIZE_DEVICE_PARAMETERS:  (AtaDrive._cmd_nop, _DSC),
+    Cmd.READ_VERIFY:                   (AtaDrive._cmd_verify, _DSC),
+    Cmd.READ_VERIFY_NORETRY:           (AtaDrive._cmd_verify, _DSC),
+    Cmd.READ_VERIFY_EXT:               (AtaDrive._cmd_verify, _DSC),
+    Cmd.READ_NATIVE_MAX_ADDRESS:       (AtaDrive._cmd_read_native_max, _DSC),
+    Cmd.READ_NATIVE_MAX_EXT:           (AtaDrive._cmd_read_native_max, _DSC),
+    Cmd.EXECUTE_DEVICE_DIAGNOSTIC:     (AtaDrive._cmd_diagnostic, 0),
+    Cmd.SET_MULTIPLE_MODE:             (AtaDrive._cmd_set_multiple, _DSC),
+    Cmd.FLUSH_CACHE:                   (AtaDrive._cmd_flush, 0),
+    Cmd.FLUSH_CACHE_EXT:               (AtaDrive._cmd_flush, 0),
+    Cmd.IDENTIFY_DEVICE:               (AtaDrive._cmd_identify, 0),
+    Cmd.SET_FEATURES:                  (AtaDrive._cmd_set_features, _DSC),
+    Cmd.SECURITY_FREEZE_LOCK:          (AtaDrive._cmd_freeze_lock, _DSC),
 }
 """Hard disk commands QEMU 7.2 accepts (``ide_cmd_table``, HD_OK), minus SMART and DSM; the rest abort."""
 
