@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 import pytest
 
@@ -21,8 +22,8 @@ from tests.devices.ide_harness import (
 
 
 def identify(m: IdeMachine) -> list[int]:
-    m.outb(0x1F6, 0xA0)
-    m.outb(0x1F7, 0xEC)
+    """IDENTIFY DEVICE to the master: its 256 words."""
+    command(m, 0xEC)
     m.wait_not_busy()
     return [m.inw(0x1F0) for _ in range(256)]
 
@@ -32,6 +33,43 @@ def regs(d: dict[str, int], *keys: str) -> dict[str, int]:
 
 
 ATA_KEYS = ("st", "err", "cnt", "sec", "cl", "ch", "dh")
+
+
+def assert_probe(m: IdeMachine, n: int, tag: str) -> None:
+    """The task file registers read back as probe ``n`` dumped them at ``tag`` under QEMU."""
+    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(n, tag), *ATA_KEYS)
+
+
+def command(m: IdeMachine, cmd: int, lba: Optional[int] = None, count: int = 1) -> IdeMachine:
+    """Select the master, load LBA and sector count (when ``lba`` is given), write the command register."""
+    m.outb(0x1F6, 0xA0)
+    if lba is not None:
+        m.sel_lba(lba, count)
+    m.outb(0x1F7, cmd)
+    return m
+
+
+def set_multiple(m: IdeMachine, count: int) -> None:
+    """SET MULTIPLE MODE with ``count`` sectors per block, to the drive selected now."""
+    m.outb(0x1F2, count)
+    m.outb(0x1F7, 0xC6)
+
+
+def read_data(m: IdeMachine, reads: int = 256, size: int = 2) -> bytes:
+    """``reads`` data port reads of ``size`` bytes (one sector by default), as the bytes they moved."""
+    read = m.inl if size == 4 else m.inw
+    return b"".join(read(0x1F0).to_bytes(size, "little") for _ in range(reads))
+
+
+def write_data(m: IdeMachine, words) -> None:
+    """One 16-bit data port write per word."""
+    for word in words:
+        m.outw(0x1F0, word)
+
+
+def status_error(m: IdeMachine) -> tuple[int, int]:
+    """(status, error), the status read first (it lowers the IRQ)."""
+    return m.inb(0x1F7), m.inb(0x1F1)
 
 
 def test_identify_matches_qemu_word_for_word():
@@ -54,9 +92,8 @@ def test_identify_status_and_irq():
     assert m.inb(0x3F6) == 0x58 and m.irq14 == 1          # alternate status leaves the IRQ
     assert m.inb(0x1F7) == probe_value(1, "status (clears irq)") == 0x58
     assert m.irq14 == 0 and m.irq[14] == [1, 0]
-    for _ in range(256):
-        m.inw(0x1F0)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "after ident"), *ATA_KEYS)
+    read_data(m)
+    assert_probe(m, 1, "after ident")
     assert m.dump()["bmis"] == 0x04  # QEMU sets BMIS Interrupt on every IRQ, PIO included
 
 
@@ -94,12 +131,12 @@ def test_geometry_from_partition_table():
 
 def test_post_bios_state_absent_slave_selected():
     m = IdeMachine()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "initial pri"), *ATA_KEYS)
+    assert_probe(m, 1, "initial pri")
     m.outb(0x1F7, 0xEC)  # command to the absent slave: ignored
     assert m.inb(0x1F7) == 0 and m.irq[14] == []
     assert m.inw(0x1F0) == probe_value(1, "slave data") == 0
     m.outb(0x1F6, 0xA0)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "master sel"), *ATA_KEYS)
+    assert_probe(m, 1, "master sel")
     m.outb(0x1F6, 0x0F)
     assert m.inb(0x1F6) == probe_value(2, "dh 0f") == 0xAF
 
@@ -117,78 +154,62 @@ def test_channel_without_drives_reads_zero():
 def test_data_port_outside_drq_reads_zero():
     m = IdeMachine()
     m.outb(0x1F6, 0xA0)
-    assert m.inw(0x1F0) == probe_value(1, "data no drq w") == 0
-    assert m.inb(0x1F0) == probe_value(1, "data no drq b") == 0
-    assert m.inl(0x1F0) == probe_value(1, "data no drq l") == 0
+    for read, key in ((m.inw, "data no drq w"), (m.inb, "data no drq b"), (m.inl, "data no drq l")):
+        assert read(0x1F0) == probe_value(1, key) == 0, key
 
 
 def test_pio_read_one_sector_with_byte_and_dword_access():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(1, 1)
-    m.outb(0x1F7, 0x20)
+    m = command(IdeMachine(), 0x20, lba=1, count=1)
     m.wait_not_busy()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "pio1"), *ATA_KEYS)
+    assert_probe(m, 2, "pio1")
     assert m.inb(0x1F0) == probe_value(2, "byte data") == 0x01   # a byte access moves a whole word
     assert m.inw(0x1F0) == probe_value(2, "next word") == 0x0403
     assert m.inl(0x1F0) == probe_value(2, "dword") == 0x08070605
     tail = [m.inw(0x1F0) for _ in range(252)]
     golden_tail = [int(v, 16) for v in re.findall(r"^tailw=([0-9a-f]+)$", probe_text(2), re.M)]
     assert tail[-3:] == golden_tail
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "pio1 end"), *ATA_KEYS)
+    assert_probe(m, 2, "pio1 end")
 
 
 def test_pio_read_sectors_data_and_status_sequence():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(1, 3)
-    m.outb(0x1F7, 0x20)
+    m = command(IdeMachine(), 0x20, lba=1, count=3)
     m.wait_not_busy()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "r3 blk1"), *ATA_KEYS)
+    assert_probe(m, 2, "r3 blk1")
     data = b""
     for blk in ("r3 blk2", None):
-        data += b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256))
+        data += read_data(m)
         m.wait_not_busy()
         if blk:
-            assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, blk), *ATA_KEYS)
-    data += b"".join(m.inl(0x1F0).to_bytes(4, "little") for _ in range(128))
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "r3 end"), *ATA_KEYS)
+            assert_probe(m, 2, blk)
+    data += read_data(m, 128, size=4)
+    assert_probe(m, 2, "r3 end")
     assert data == bytes(m.disk.data[512:4 * 512])
 
 
 def test_pio_irq_per_block_and_status_read_lowers_it():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(0, 2)
-    m.outb(0x1F7, 0x20)
+    m = command(IdeMachine(), 0x20, lba=0, count=2)
     assert m.irq[14] == [1]
     m.inb(0x1F7)
     assert m.irq[14] == [1, 0]
-    for _ in range(256):
-        m.inw(0x1F0)
+    read_data(m)
     assert m.irq[14] == [1, 0, 1]  # second block
     m.inb(0x1F7)
-    for _ in range(256):
-        m.inw(0x1F0)
+    read_data(m)
     assert m.irq[14] == [1, 0, 1, 0]  # no IRQ after the last block of a read
 
 
 def test_pio_write_sectors_reach_the_disk():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(20, 2)
-    m.outb(0x1F7, 0x30)
+    m = command(IdeMachine(), 0x30, lba=20, count=2)
     m.wait_not_busy()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "w2 start"), *ATA_KEYS)
+    assert_probe(m, 2, "w2 start")
     assert m.irq[14] == []  # no IRQ before the first block
-    for i in range(256):
-        m.outw(0x1F0, 0x2200 + i)
+    write_data(m, range(0x2200, 0x2200 + 256))
     m.wait_not_busy()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "w2 blk1 done"), *ATA_KEYS)
+    assert_probe(m, 2, "w2 blk1 done")
     for i in range(128):
         m.outl(0x1F0, (0x3300 + 2 * i) | (0x3300 + 2 * i + 1) << 16)
     m.wait_not_busy()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "w2 end"), *ATA_KEYS)
+    assert_probe(m, 2, "w2 end")
     assert m.read_sector_pio(21)[:2] == probe_value(2, "sec21 w0").to_bytes(2, "little")
     assert bytes(m.disk.data[20 * 512:20 * 512 + 4]) == bytes([0x00, 0x22, 0x01, 0x22])
     assert bytes(m.disk.data[21 * 512 + 510:22 * 512]) == (0x33FF).to_bytes(2, "little")
@@ -207,11 +228,10 @@ def test_lba48_read_ext_and_hob_registers():
     # already point past the block once DRQ is up
     assert regs(m.dump(), "st", "cnt", "sec", "dh") == {"st": 0x58, "cnt": 0, "sec": 4, "dh": 0xE0}
     assert m.inw(0x1F0) == probe_value(1, "w0") == 0x0403
-    for _ in range(255):
-        m.inw(0x1F0)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "read ext after"), *ATA_KEYS)
+    read_data(m, 255)
+    assert_probe(m, 1, "read ext after")
     m.outb(0x3F6, 0x80)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "hob view"), *ATA_KEYS)
+    assert_probe(m, 1, "hob view")
 
 
 def test_hob_bytes_keep_the_previous_write():
@@ -230,7 +250,9 @@ def test_hob_bytes_keep_the_previous_write():
     assert m.inb(0x1F3) == 0x78
 
 
-def test_lba48_beyond_28_bits_addresses_the_right_sector():
+@pytest.mark.parametrize("cmd", [0x34, 0x39, 0x24, 0x29],
+                         ids=["WRITE_SECTORS_EXT", "WRITE_MULTIPLE_EXT", "READ_SECTORS_EXT", "READ_MULTIPLE_EXT"])
+def test_lba48_beyond_28_bits_addresses_the_right_sector(cmd):
     class Sparse:
         sector_size = 512
         sectors = (1 << 33)
@@ -239,7 +261,7 @@ def test_lba48_beyond_28_bits_addresses_the_right_sector():
             self.writes = {}
 
         def read(self, lba, count):
-            return b"".join(self.writes.get(lba + i, lba.to_bytes(8, "little") * 64) for i in range(count))
+            return b"".join(self.writes.get(lba + i, (lba + i).to_bytes(8, "little") * 64) for i in range(count))
 
         def write(self, lba, data):
             for i in range(len(data) // 512):
@@ -254,11 +276,14 @@ def test_lba48_beyond_28_bits_addresses_the_right_sector():
         m.outb(0x1F0 + reg, (lba >> shift) & 0xFF)
     m.outb(0x1F2, 0)
     m.outb(0x1F2, 1)
-    m.outb(0x1F7, 0x34)  # WRITE SECTORS EXT
-    for i in range(256):
-        m.outw(0x1F0, i)
-    assert m.inb(0x1F7) == 0x50
-    assert disk.writes[lba][:4] == bytes([0, 0, 1, 0])
+    m.outb(0x1F7, cmd)
+    if cmd in (0x34, 0x39):   # WRITE SECTORS / MULTIPLE EXT
+        write_data(m, range(256))
+        assert m.inb(0x1F7) == 0x50
+        assert disk.writes[lba][:4] == bytes([0, 0, 1, 0])
+    else:
+        assert read_data(m) == lba.to_bytes(8, "little") * 64
+        assert m.inb(0x1F7) == 0x50
     m.outb(0x3F6, 0x80)
     assert (m.inb(0x1F5), m.inb(0x1F4), m.inb(0x1F3)) == (0x00, 0x01, 0x23)  # HOB: LBA 47:24 of 0x1_2345_678A
     m.outb(0x3F6, 0x00)
@@ -268,33 +293,28 @@ def test_lba48_beyond_28_bits_addresses_the_right_sector():
 def test_multiple_mode():
     m = IdeMachine()
     m.outb(0x1F6, 0xA0)
-    m.outb(0x1F2, 2)
-    m.outb(0x1F7, 0xC6)
+    set_multiple(m, 2)
     assert m.inb(0x1F7) == probe_dump(2, "setmult2")["st"] == 0x50
     m.sel_lba(1, 3)
     m.outb(0x1F7, 0xC4)
     m.wait_not_busy()
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "rm blk1"), *ATA_KEYS)
-    data = b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(512))
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "rm blk2"), *ATA_KEYS)
-    data += b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256))
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "rm end"), *ATA_KEYS)
+    assert_probe(m, 2, "rm blk1")
+    data = read_data(m, 512)
+    assert_probe(m, 2, "rm blk2")
+    data += read_data(m)
+    assert_probe(m, 2, "rm end")
     assert data == bytes(m.disk.data[512:4 * 512])
-    m.outb(0x1F2, 3)
-    m.outb(0x1F7, 0xC6)
+    set_multiple(m, 3)
     assert regs(m.dump(), *ATA_KEYS)["st"] == probe_dump(2, "setmult3")["st"] == 0x41
     # WRITE MULTIPLE, 3 sectors in blocks of 2 + 1
-    m.outb(0x1F2, 2)
-    m.outb(0x1F7, 0xC6)
+    set_multiple(m, 2)
     m.sel_lba(30, 3)
     m.outb(0x1F7, 0xC5)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "wm start"), *ATA_KEYS)
-    for i in range(512):
-        m.outw(0x1F0, 0x4400 + i)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "wm blk1"), *ATA_KEYS)
-    for i in range(256):
-        m.outw(0x1F0, 0x5500 + i)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "wm end"), *ATA_KEYS)
+    assert_probe(m, 2, "wm start")
+    write_data(m, range(0x4400, 0x4400 + 512))
+    assert_probe(m, 2, "wm blk1")
+    write_data(m, range(0x5500, 0x5500 + 256))
+    assert_probe(m, 2, "wm end")
     assert bytes(m.disk.data[31 * 512 + 510:32 * 512]) == (0x45FF).to_bytes(2, "little")
     assert bytes(m.disk.data[32 * 512:32 * 512 + 2]) == (0x5500).to_bytes(2, "little")
 
@@ -302,17 +322,14 @@ def test_multiple_mode():
 def test_set_multiple_limits_and_identify_word_59_is_kept():
     m = IdeMachine()
     identify(m)
-    m.outb(0x1F2, 32)
-    m.outb(0x1F7, 0xC6)
+    set_multiple(m, 32)
     assert (m.inb(0x3F6), m.inb(0x1F1)) == (probe_dump(1, "setmult 32")["st"], probe_dump(1, "setmult 32")["err"])
-    m.outb(0x1F2, 0)
-    m.outb(0x1F7, 0xC6)
+    set_multiple(m, 0)
     assert m.inb(0x1F7) == probe_dump(1, "setmult 0")["st"] == 0x50
     m.sel_lba(1, 2)
     m.outb(0x1F7, 0xC4)  # READ MULTIPLE with multiple mode off
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "readmult w/ 0"), *ATA_KEYS)
-    m.outb(0x1F2, 4)
-    m.outb(0x1F7, 0xC6)
+    assert_probe(m, 1, "readmult w/ 0")
+    set_multiple(m, 4)
     assert identify(m)[59] == probe_value(1, "w59") == 0x0110
 
 
@@ -354,40 +371,31 @@ def test_diagnostic_signature():
     m = IdeMachine()
     m.outb(0x1F6, 0xA0)
     m.outb(0x1F7, 0x90)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "diag"), *ATA_KEYS)
+    assert_probe(m, 1, "diag")
     assert m.irq14 == 1
 
 
 @pytest.mark.parametrize("lba,count,tag", [(DISK_SECTORS, 1, "read lba=cap"), (5000, 1, "read lba>cap")])
 def test_read_past_the_end_is_abrt_not_idnf(lba, count, tag):
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(lba, count)
-    m.outb(0x1F7, 0x20)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, tag), *ATA_KEYS)
+    m = command(IdeMachine(), 0x20, lba, count)
+    assert_probe(m, 1, tag)
     assert m.irq14 == 1
 
 
 def test_read_running_off_the_end_fails_at_the_missing_sector():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(DISK_SECTORS - 1, 2)
-    m.outb(0x1F7, 0x20)
+    m = command(IdeMachine(), 0x20, lba=DISK_SECTORS - 1, count=2)
     assert m.inb(0x1F7) == 0x58
-    assert b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256)) == bytes(m.disk.data[-512:])
+    assert read_data(m) == bytes(m.disk.data[-512:])
     # next block is LBA 2048: ABRT, registers as probe1's "read2 done" (cnt 1, LBA 2048)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "read2 done"), *ATA_KEYS)
+    assert_probe(m, 1, "read2 done")
 
 
 def test_writes_and_commands_ignored_during_drq():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(1, 1)
-    m.outb(0x1F7, 0x20)
+    m = command(IdeMachine(), 0x20, lba=1, count=1)
     m.outb(0x1F2, 0x77)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "write cnt during drq"), *ATA_KEYS)
+    assert_probe(m, 2, "write cnt during drq")
     m.outb(0x1F7, 0xEC)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "cmd during drq"), *ATA_KEYS)
+    assert_probe(m, 2, "cmd during drq")
     assert m.inw(0x1F0) == 0x0201  # still the READ SECTORS data
 
 
@@ -396,27 +404,24 @@ def test_srst_with_absent_slave_selected_then_master():
     m.outb(0x1F6, 0xB0)
     m.outb(0x3F6, 0x04)
     m.outb(0x3F6, 0x00)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "srst cleared (slave sel)"), *ATA_KEYS)
+    assert_probe(m, 1, "srst cleared (slave sel)")
     m.outb(0x1F6, 0xA0)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(1, "srst master"), *ATA_KEYS)
+    assert_probe(m, 1, "srst master")
 
 
 def test_srst_with_master_selected_and_nien():
-    m = IdeMachine()
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(1, 1)
-    m.outb(0x1F7, 0x20)   # leave a data phase open: SRST must end it
+    m = command(IdeMachine(), 0x20, lba=1, count=1)   # leave a data phase open: SRST must end it
     m.inb(0x1F7)
     m.outb(0x3F6, 0x04)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "srst set m later"), *ATA_KEYS)
+    assert_probe(m, 2, "srst set m later")
     assert m.irq14 == 1  # the diagnostic after reset interrupts
     m.outb(0x3F6, 0x00)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "srst clr m"), *ATA_KEYS)
+    assert_probe(m, 2, "srst clr m")
     assert m.inw(0x1F0) == probe_value(2, "data after srst") == 0
     m.inb(0x1F7)
     m.outb(0x3F6, 0x06)
     m.outb(0x3F6, 0x02)
-    assert regs(m.dump(), *ATA_KEYS) == regs(probe_dump(2, "srst nien"), *ATA_KEYS)
+    assert_probe(m, 2, "srst nien")
     assert m.irq14 == 0
 
 
@@ -429,46 +434,31 @@ def test_flush_cache_flushes_backing():
     assert m.disk.flushes == 2 and m.irq[14] == [1, 0, 1, 0]
 
 
-def test_read_only_drive_refuses_writes():
-    disk = FakeDisk(pattern_disk(64))
+@pytest.mark.parametrize("read_only", ["drive", "backing"])
+def test_read_only_refuses_writes(read_only):
+    """A read-only drive (trap handler flag) or disk (backing refuses writes): the write aborts, reads work."""
+    disk = FakeDisk(pattern_disk(64), read_only=read_only == "backing")
     m = IdeMachine(master=disk)
-    m.ch0.drives[0].st.read_only = True
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(3, 1)
-    m.outb(0x1F7, 0x30)
-    for i in range(256):
-        m.outw(0x1F0, 0xFFFF)
-    assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)
+    m.ch0.drives[0].st.read_only = read_only == "drive"
+    command(m, 0x30, lba=3, count=1)
+    write_data(m, [0xFFFF] * 256)
+    assert status_error(m) == (0x41, 0x04)
     assert disk.data == pattern_disk(64)
     assert m.read_sector_pio(3) == bytes(disk.data[3 * 512:4 * 512])  # reads still work
-
-
-def test_read_only_backing_refuses_writes():
-    disk = FakeDisk(pattern_disk(64), read_only=True)
-    m = IdeMachine(master=disk)
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(3, 1)
-    m.outb(0x1F7, 0x30)
-    for i in range(256):
-        m.outw(0x1F0, 0)
-    assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)
 
 
 def test_detach_and_attach():
     m = IdeMachine()
     drive = m.ch0.drives[0]
-    m.outb(0x1F6, 0xA0)
-    m.sel_lba(1, 1)
-    m.outb(0x1F7, 0x20)
+    command(m, 0x20, lba=1, count=1)
     with pytest.raises(EmuError):
         drive.detach()  # DRQ: a data phase is open
-    for _ in range(256):
-        m.inw(0x1F0)
+    read_data(m)
     backing = drive.detach()
     assert backing is m.disk and not m.ch0.busy
     m.sel_lba(1, 1)
     m.outb(0x1F7, 0x20)
-    assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)  # no medium: the command fails
+    assert status_error(m) == (0x41, 0x04)  # no medium: the command fails
     assert identify(m)[60] == DISK_SECTORS                 # the drive itself is still there
     drive.attach(backing)
     assert m.read_sector_pio(5) == bytes(m.disk.data[5 * 512:6 * 512])
@@ -493,8 +483,7 @@ def test_chs_addressing():
     m.outb(0x1F5, 0)
     m.outb(0x1F7, 0x20)
     lba = (1 * 16 + 1) * 63 + 1
-    data = b"".join(m.inw(0x1F0).to_bytes(2, "little") for _ in range(256))
-    assert data == bytes(m.disk.data[lba * 512:(lba + 1) * 512])
+    assert read_data(m) == bytes(m.disk.data[lba * 512:(lba + 1) * 512])
     assert (m.inb(0x1F3), m.inb(0x1F6)) == (3, 0xA1)
 
 
@@ -559,25 +548,17 @@ def test_irq_line_levels_match_qemu():
     def lv(tag: str) -> None:
         seen.append((tag, m.ch0.state.irq_level, m.ch1.state.irq_level))
 
-    def drain_words(n=256):
-        for _ in range(n):
-            m.inw(0x1F0)
-
     lv("boot")
     m.outb(0x1F6, 0xA0); m.inb(0x1F7); lv("select+status")
     m.outb(0x1F7, 0xEC); lv("identify"); m.inb(0x3F6); lv("after alt"); m.inb(0x1F7); lv("after status")
-    drain_words(); lv("identify drained")
+    read_data(m); lv("identify drained")
     m.outb(0x1F7, 0xEC); lv("identify2"); m.outb(0x1F7, 0xE5); lv("cmd during drq")
-    drain_words(); m.inb(0x1F7)
+    read_data(m); m.inb(0x1F7)
     m.sel_lba(40, 2); m.outb(0x1F7, 0x30); lv("write cmd")
-    for i in range(256):
-        m.outw(0x1F0, i)
-    lv("write blk1"); m.inb(0x1F7); lv("write blk1 status")
-    for i in range(256):
-        m.outw(0x1F0, i)
-    lv("write blk2"); m.inb(0x1F7)
+    write_data(m, range(256)); lv("write blk1"); m.inb(0x1F7); lv("write blk1 status")
+    write_data(m, range(256)); lv("write blk2"); m.inb(0x1F7)
     m.sel_lba(40, 2); m.outb(0x1F7, 0x20); lv("read cmd"); m.inb(0x1F7)
-    drain_words(); lv("read blk1 drained"); m.inb(0x1F7); drain_words(); lv("read blk2 drained")
+    read_data(m); lv("read blk1 drained"); m.inb(0x1F7); read_data(m); lv("read blk2 drained")
     m.outb(0x3F6, 0x02); m.outb(0x1F7, 0x01); lv("nien abort"); m.outb(0x3F6, 0x00); lv("nien cleared"); m.inb(0x1F7)
     m.outb(0x1F7, 0x01); lv("abort"); m.outb(0x3F6, 0x02); lv("nien set while pending")
     m.outb(0x3F6, 0x00); m.inb(0x1F7); lv("status")
@@ -615,22 +596,14 @@ def test_writes_reach_a_disk_image_file(tmp_path):
     path = tmp_path / "disk.img"
     path.write_bytes(bytes(pattern_disk(64)))
     with DiskImage(path) as image:
-        m = IdeMachine(master=image)
-        m.outb(0x1F6, 0xA0)
-        m.sel_lba(5, 1)
-        m.outb(0x1F7, 0x30)
-        for i in range(256):
-            m.outw(0x1F0, 0xBEEF)
+        m = command(IdeMachine(master=image), 0x30, lba=5, count=1)
+        write_data(m, [0xBEEF] * 256)
         m.outb(0x1F7, 0xE7)   # FLUSH CACHE
         assert m.inb(0x1F7) == 0x50
         assert path.read_bytes()[5 * 512:6 * 512] == b"\xef\xbe" * 256
         assert m.read_sector_pio(6) == bytes(pattern_disk(64)[6 * 512:7 * 512])
     with DiskImage(path, read_only=True) as image:
-        m = IdeMachine(master=image)
-        m.outb(0x1F6, 0xA0)
-        m.sel_lba(5, 1)
-        m.outb(0x1F7, 0x30)
-        for i in range(256):
-            m.outw(0x1F0, 0)
-        assert (m.inb(0x1F7), m.inb(0x1F1)) == (0x41, 0x04)
+        m = command(IdeMachine(master=image), 0x30, lba=5, count=1)
+        write_data(m, [0] * 256)
+        assert status_error(m) == (0x41, 0x04)
     assert path.read_bytes()[5 * 512:6 * 512] == b"\xef\xbe" * 256
