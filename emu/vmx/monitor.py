@@ -161,7 +161,7 @@ class Monitor:
         return build.instruction_exit(code, bits, regs, rip=regs["eip"],
                                       linear_rip=linear_pc, icount=icount, guest=self.machine.name,
                                       interruptibility=interruptibility, reason=reason,
-                                      segment_bases=_SegmentBases(cpu.raw.u32s))
+                                      segment_bases=_SegmentBases(cpu.raw.u32s), read_linear=cpu.read_virt)
 
     def plain_exit(self, reason: ExitReason, icount: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
         """An exit that carries no decoded qualification (HLT, CPUID, RDTSC, VMCALL, windows, MTF, ...)."""

@@ -65,16 +65,12 @@ def test_lmsw_register_exits_only_when_an_owned_bit_changes():
     assert cr0 & 0xF == 0x3      # the default emulation executed the LMSW
 
 
-@pytest.mark.xfail(strict=True, reason="emu/vmx/monitor.py Monitor.instruction_exit does not pass read_linear, so "
-                                       "the LMSW m16 record cannot be built: EmuError out of Machine.run")
 def test_lmsw_memory_exit_reports_the_source_and_its_linear_address():
     result, rows, cr0 = run(LMSW_MEM, cr0_mask=0xF, cr0_shadow=0x11)
     assert result.status == 1
     assert rows == [(ExitReason.CR_ACCESS, CODE, 0x13 << 16 | 1 << 6 | 3 << 4, 7, LMSW_WORD_AT)]
 
 
-@pytest.mark.xfail(strict=True, reason="emu/vmx/monitor.py Monitor.instruction_exit (no read_linear): with any "
-                                       "observer, a guest LMSW m16 raises EmuError out of Machine.run")
 def test_an_observer_does_not_break_lmsw_memory():
     result, rows, cr0 = run(LMSW_MEM)
     assert result.status == 1 and cr0 & 0xF == 0x3
