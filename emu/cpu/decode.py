@@ -69,9 +69,14 @@ def sensitive_sites(code: bytes, bits: int = 32) -> tuple[tuple[int, int, str, s
     for start, size, mnemonic, ops in _CS[bits].disasm_lite(code, 0):
         mnemonic = mnemonic.split()[-1]   # without a rep prefix
         if mnemonic in IO_MNEMONICS or mnemonic in WATCHED or mnemonic in WINDOW_OPENERS or \
-                (mnemonic == "mov" and _is_cr_or_dr(ops)):
+                (mnemonic == "mov" and _is_cr_or_dr(ops)) or is_ss_load(mnemonic, ops):
             out.append((start, size, mnemonic, ops))
     return tuple(out)
+
+
+def is_ss_load(mnemonic: str, ops: str) -> bool:
+    """MOV SS / POP SS: they block interrupts for one instruction (the MOV-SS shadow, SDM Vol. 3A §6.8.3)."""
+    return (mnemonic == "mov" and ops.replace(" ", "").startswith("ss,")) or (mnemonic == "pop" and ops == "ss")
 
 
 def _is_cr_or_dr(ops: str) -> bool:

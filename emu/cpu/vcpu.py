@@ -57,6 +57,14 @@ uclib.uc_vmem_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, 
 uclib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64)]
 
 
+class Shadow(enum.Enum):
+    """The source of an interrupt shadow, for the VMX interruptibility state (SDM Vol. 3C Table 25-3)."""
+
+    NONE = "none"
+    STI = "sti"
+    MOV_SS = "mov ss"
+
+
 class Stop(enum.Enum):
     """Why :meth:`Vcpu.run` returned (like KVM_RUN's exit reasons)."""
 
@@ -129,6 +137,9 @@ class Vcpu:
         self.uc.hook_add(UC_HOOK_INTR, self._hook_intr)
         self.uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)
+        self.shadow_source = Shadow.NONE
+        """What set QEMU's one-instruction interrupt inhibit last: STI with IF = 0, MOV SS / POP SS, or an STI
+        with IF already 1, which blocks nothing architecturally (SDM Table 25-3) though QEMU still inhibits."""
         self.on_privileged: Callable[["Vcpu", int, int, str], None] = lambda cpu, pc, length, mnemonic: None
         self._stop_checks: dict[int, object] = {}
         self._priv_hooks: dict[int, tuple[int, str]] = {}
@@ -328,7 +339,7 @@ class Vcpu:
                     self.uc.ctl_remove_cache(after, after + 1)
                     added = True
             elif pc not in self._priv_hooks:
-                self._priv_hooks[pc] = (length, mnemonic)
+                self._priv_hooks[pc] = (length, "mov ss" if decode.is_ss_load(mnemonic, ops) else mnemonic)
                 self.uc.hook_add(UC_HOOK_CODE, self._hook_privileged, None, pc, pc)
                 added = True
         if added:
@@ -349,6 +360,11 @@ class Vcpu:
             return
         if self._exact_target is not None and self.exact_icount_at(address) >= self._exact_target:
             return  # the run ends before this instruction (its deadline): it is handled when it really runs
+        if mnemonic == "sti":
+            self.shadow_source = Shadow.STI if not self.raw_reg(X.UC_X86_REG_EFLAGS) & EFLAGS_IF else Shadow.NONE
+        elif mnemonic == "mov ss":
+            self.shadow_source = Shadow.MOV_SS
+            return
         try:
             self.on_privileged(self, address, length, mnemonic)
         except Exception as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from emu.cpu.internals import HF_INHIBIT_IRQ, OFFSETS
-from emu.cpu.vcpu import HF_CS32
+from emu.cpu.vcpu import HF_CS32, Shadow
 from emu.vmx import build
 from emu.vmx.bitmaps import exception_exits, io_exits, msr_exits
 from emu.vmx.controls import PinControls, PrimaryControls, VmcsControls
@@ -67,7 +67,9 @@ class _SegmentBases:
         return self._words[word] | self._words[word + 1] << 32
 
 
-_STI_SHADOWS = {False: Interruptibility(), True: Interruptibility(sti=True)}
+_NO_SHADOW = Interruptibility()
+_SHADOWS = {Shadow.NONE: _NO_SHADOW, Shadow.STI: Interruptibility(sti=True),
+            Shadow.MOV_SS: Interruptibility(mov_ss=True)}
 _IO_CONTROLS = int(PrimaryControls.UNCONDITIONAL_IO | PrimaryControls.USE_IO_BITMAPS)
 Handler = Callable[[VmExit, "Monitor"], Outcome]
 Observer = Callable[[VmExit], None]
@@ -141,7 +143,7 @@ class Monitor:
         words = cpu.raw.u32s
         hflags = words[_HFLAGS_WORD]
         cs_base = words[_CS_BASE_WORD] | words[_CS_BASE_WORD + 1] << 32
-        shadow = _STI_SHADOWS[bool(hflags & HF_INHIBIT_IRQ)]
+        shadow = _SHADOWS[cpu.shadow_source] if hflags & HF_INHIBIT_IRQ else _NO_SHADOW
         return regs, shadow, cs_base, 32 if hflags & HF_CS32 else 16
 
     def instruction_exit(self, linear_pc: int, icount: int, reason: Optional[ExitReason] = None,

@@ -302,14 +302,10 @@ def test_cpuid_after_sti_with_if_0_is_blocked_by_sti():
     assert run_code(b"\xfa\xfb\x0f\xa2") == 1                 # cli; sti; cpuid
 
 
-@pytest.mark.xfail(strict=True, reason="emu/vmx/monitor.py Monitor._state maps QEMU's HF_INHIBIT_IRQ to blocking by "
-                                       "STI even when STI ran with IF = 1 (no blocking, SDM Table 25-3)")
 def test_sti_with_if_already_1_blocks_nothing():
     assert run_code(b"\xfb\x90\xfb\x0f\xa2") == 0             # sti; nop; sti; cpuid
 
 
-@pytest.mark.xfail(strict=True, reason="emu/vmx/monitor.py Monitor._state reports every HF_INHIBIT_IRQ shadow as "
-                                       "blocking by STI; after MOV SS it must be blocking by MOV SS (bit 1)")
 @pytest.mark.parametrize("code", [b"\x8c\xd0\x8e\xd0\x0f\xa2",   # mov eax, ss; mov ss, eax; cpuid
                                   b"\x16\x17\x0f\xa2"],           # push ss; pop ss; cpuid
                          ids=["mov-ss", "pop-ss"])
