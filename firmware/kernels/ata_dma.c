@@ -5,7 +5,9 @@
  * 256 KiB polled to completion through BMISTA (whether Active was seen in flight is a race under QEMU: see the
  * emu-only kernel dma_active), Stop while such a transfer may be in flight (QEMU completes it), and DMA with bus mastering disabled. Completion is taken from IRQ 14 through the PIC.
  * Needs a disk of at least 1 MiB on the primary master; writes LBA 300-315 and 1024-1535 (also 1536-2047) by DMA. */
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
 
 #define PRD_TABLE ((volatile struct prd *)0x300000)
 #define BUF_A ((uint8_t *)0x400000)     /* 256 KiB */
@@ -22,14 +24,17 @@ static void on_irq14(struct regs *r)
 {
     (void)r;
     irqs++;
-    bmis_at_irq = inb((uint16_t)(bm + BMIS));
+    bmis_at_irq = inb((uint16_t)(bm + BMISTA));
     ata_at_irq = inb(ATA_STATUS);       /* reading the status register lowers INTRQ */
     outb(0xA0, 0x20);
     outb(0x20, 0x20);
 }
 
-static uint8_t bmis(void) { return inb((uint16_t)(bm + BMIS)); }
-static void bmis_clear(void) { outb((uint16_t)(bm + BMIS), (uint8_t)((bmis() & 0x60) | BMIS_ERROR | BMIS_INTERRUPT)); }
+static uint8_t bmis(void) { return inb((uint16_t)(bm + BMISTA)); }
+static void bmis_clear(void)
+{
+    outb((uint16_t)(bm + BMISTA), (uint8_t)((bmis() & 0x60) | BMISTA_ERROR | BMISTA_INTERRUPT));
+}
 
 static void prd_set(int i, const void *base, uint32_t bytes, int last)
 {
@@ -50,7 +55,7 @@ static void wait_irqs(uint32_t n)
 static void wait_inactive(void)
 {
     uint32_t i = 0;
-    while ((bmis() & BMIS_ACTIVE) && i < POLL_LIMIT / 16) {
+    while ((bmis() & BMISTA_ACTIVE) && i < ATA_POLL_LIMIT / 16) {
         spin(100);
         i++;
     }
@@ -69,10 +74,10 @@ static void bm_start(int to_memory)
 {
     outb((uint16_t)(bm + BMIDTP), 0);
     outl((uint16_t)(bm + BMIDTP), (uint32_t)PRD_TABLE);
-    outb((uint16_t)(bm + BMIC), (uint8_t)(BMIC_START | (to_memory ? BMIC_READ : 0)));
+    outb((uint16_t)(bm + BMICOM), (uint8_t)(BMICOM_SSBM | (to_memory ? BMICOM_RWCON : 0)));
 }
 
-static void bm_stop(int to_memory) { outb((uint16_t)(bm + BMIC), to_memory ? BMIC_READ : 0); }
+static void bm_stop(int to_memory) { outb((uint16_t)(bm + BMICOM), to_memory ? BMICOM_RWCON : 0); }
 
 /* The ATA command and Start in either order, completion by IRQ 14, then Stop. Prints the truth-table facts. */
 static void dma(const char *what, uint8_t cmd, uint32_t lba, uint32_t sectors, int start_first)
@@ -100,8 +105,8 @@ static int find_ide(void)
 {
     uint32_t id = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, 0);
     uint32_t class = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, 8);
-    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG);
-    uint32_t bar4 = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4);
+    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND);
+    uint32_t bar4 = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4);
     /* BAR4 is not printed here (ide_slots prints it): 0xC001 under the reference -nodefaults, 0xC041 without. */
     printf("pci 00:01.1 id %08x class %08x command %04x bar4 I/O: %s\n", id, class, command,
            (bar4 & 1) ? "yes" : "no");
@@ -109,12 +114,12 @@ static int find_ide(void)
         return 0;
     bm = (uint16_t)(bar4 & 0xFFFC);
     printf("bus master block: bmicom %02x bmista %02x, secondary bmicom %02x bmista %02x, bmidtp %08x\n",
-           inb((uint16_t)(bm + BMIC)), bmis(), inb((uint16_t)(bm + 8 + BMIC)), inb((uint16_t)(bm + 8 + BMIS)),
+           inb((uint16_t)(bm + BMICOM)), bmis(), inb((uint16_t)(bm + 8 + BMICOM)), inb((uint16_t)(bm + 8 + BMISTA)),
            inl((uint16_t)(bm + BMIDTP)));
-    /* BMIDTP keeps bits 1:0 clear; BMIC/BMIS are byte registers (a word read gives all-ones in QEMU). */
+    /* BMIDTP keeps bits 1:0 clear; BMICOM/BMISTA are byte registers (a word read gives all-ones in QEMU). */
     outl((uint16_t)(bm + BMIDTP), 0x12345677u);
     printf("bmidtp after writing 12345677: %08x; word read of bmicom: %04x\n", inl((uint16_t)(bm + BMIDTP)),
-           inw((uint16_t)(bm + BMIC)));
+           inw((uint16_t)(bm + BMICOM)));
     return 1;
 }
 
@@ -139,9 +144,9 @@ static void test_bus_master_disabled(void)
 
 static void enable_bus_master(void)
 {
-    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG);
-    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG, (uint16_t)(command | PCI_COMMAND_MASTER));
-    printf("bus mastering enabled: command %04x\n", pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG));
+    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND);
+    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND, (uint16_t)(command | PCI_CMD_BUS_MASTER));
+    printf("bus mastering enabled: command %04x\n", pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND));
 }
 
 static void print_buf_lines(const uint8_t *b, uint32_t first, uint32_t n)
@@ -216,13 +221,13 @@ static uint32_t start_and_poll(int to_memory)
     outl((uint16_t)(bm + BMIDTP), (uint32_t)PRD_TABLE);
     uint32_t seen = 0, polls = 0;
     uint8_t s;
-    outb((uint16_t)(bm + BMIC), (uint8_t)(BMIC_START | (to_memory ? BMIC_READ : 0)));
+    outb((uint16_t)(bm + BMICOM), (uint8_t)(BMICOM_SSBM | (to_memory ? BMICOM_RWCON : 0)));
     do {
         s = bmis();
-        if ((s & (BMIS_ACTIVE | BMIS_INTERRUPT)) == BMIS_ACTIVE)
+        if ((s & (BMISTA_ACTIVE | BMISTA_INTERRUPT)) == BMISTA_ACTIVE)
             seen++;
         polls++;
-    } while ((s & BMIS_ACTIVE) && !(s & BMIS_INTERRUPT) && polls < POLL_LIMIT);
+    } while ((s & BMISTA_ACTIVE) && !(s & BMISTA_INTERRUPT) && polls < ATA_POLL_LIMIT);
     return seen;
 }
 
@@ -292,13 +297,7 @@ void kmain(struct multiboot_info *mbi)
         printf("no PIIX3 IDE function\n");
         exit(1);
     }
-    if (!ata_select_master()) {
-        printf("no disk on the primary master\n");
-        exit(1);
-    }
-    outb(ATA_CONTROL, 0);
-    (void)inb(ATA_STATUS);
-    pic_unmask(14);
+    ata_master_irq_on();
     test_bus_master_disabled();
     enable_bus_master();
     test_truth_table();

@@ -5,12 +5,13 @@
  * SET FEATURES transfer modes (IDENTIFY words 62/63/88), the empty secondary channel, nIEN (IRQ 14 seen in the PIC's IRR or not) and an IRQ-driven read (one IRQ per sector).
  * Needs a disk of at least 1 MiB on the primary master (the QEMU reference disk); it writes LBA 10-11, 100-115 and
  * 2040-2041 with a recognisable pattern, so the final disk image is compared too. */
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
 
 static uint16_t ident[256];
 static uint8_t buf[16 * 512] __attribute__((aligned(16)));
 static uint8_t out[16 * 512] __attribute__((aligned(16)));
-static volatile uint32_t irqs;
 static uint32_t capacity;
 
 static void print_string_words(const char *name, int first, int last)
@@ -267,15 +268,6 @@ static void test_secondary(void)
            inb(0x376), inb(0x171), inb(0x172), inb(0x173));
 }
 
-static void on_irq14(struct regs *r)
-{
-    (void)r;
-    irqs++;
-    (void)inb(ATA_STATUS);
-    outb(0xA0, 0x20);
-    outb(0x20, 0x20);
-}
-
 static void test_irq(void)
 {
     pic_remap(0x20, 0x28);
@@ -294,33 +286,35 @@ static void test_irq(void)
     (void)inb(ATA_STATUS);
     pic_remap(0x20, 0x28);
 
-    set_handler(0x28 + 6, on_irq14);
+    set_handler(0x28 + 6, ata_irq14_counter);
     pic_unmask(14);
-    irqs = 0;
+    ata_irq14_count = 0;
     ata_lba28(5, 3);
     outb(ATA_COMMAND, ATA_CMD_READ_SECTORS);
     for (uint32_t sec = 0; sec < 3; sec++) {
-        for (uint32_t i = 0; irqs <= sec && i < 1000; i++) {
+        for (uint32_t i = 0; ata_irq14_count <= sec && i < 1000; i++) {
             sti_hlt();
             cli();
         }
         insw(ATA_DATA, buf + sec * 512, 256);
     }
-    printf("IRQ-driven READ SECTORS lba 5 count 3: %u interrupts, status %02x\n", irqs, inb(ATA_ALTSTATUS));
+    printf("IRQ-driven READ SECTORS lba 5 count 3: %u interrupts, status %02x\n", ata_irq14_count,
+           inb(ATA_ALTSTATUS));
     print_sectors(5, 3);
-    irqs = 0;
+    ata_irq14_count = 0;
     fill_pattern(out, 2, 10, 0x50494F32u);    /* "PIO2": LBA 10-11 again */
     ata_lba28(10, 2);
     outb(ATA_COMMAND, ATA_CMD_WRITE_SECTORS);
     for (uint32_t sec = 0; sec < 2; sec++) {
         ata_wait_drq();
         outsw(ATA_DATA, out + sec * 512, 256);
-        for (uint32_t i = 0; irqs <= sec && i < 1000; i++) {
+        for (uint32_t i = 0; ata_irq14_count <= sec && i < 1000; i++) {
             sti_hlt();
             cli();
         }
     }
-    printf("IRQ-driven WRITE SECTORS lba 10 count 2: %u interrupts, status %02x\n", irqs, inb(ATA_ALTSTATUS));
+    printf("IRQ-driven WRITE SECTORS lba 10 count 2: %u interrupts, status %02x\n", ata_irq14_count,
+           inb(ATA_ALTSTATUS));
     pic_mask(14);
 }
 

@@ -4,7 +4,9 @@
  * enough that the guest's own work does not dominate the measured time. */
 #ifndef FW_KERNELS_BENCH_COMMON_H
 #define FW_KERNELS_BENCH_COMMON_H
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
 
 #define BENCH_MAX_SECTORS 32768u        /* 16 MiB */
 #define BENCH_CHUNK 256u                /* sectors per command: 128 KiB */

@@ -29,9 +29,9 @@ void kmain(struct multiboot_info *mbi)
         exit(1);
     }
     pic_remap(0x20, 0x28);              /* forget IDENTIFY's IRQ 14 edge */
-    uint16_t bm = (uint16_t)(pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4) & 0xFFFC);
-    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG);
-    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG, (uint16_t)(command | PCI_COMMAND_MASTER));
+    uint16_t bm = (uint16_t)(pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4) & 0xFFFC);
+    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND);
+    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND, (uint16_t)(command | PCI_CMD_BUS_MASTER));
     outl((uint16_t)(bm + BMIDTP), (uint32_t)PRD_TABLE);
     pic_unmask(14);
     uint32_t h = 2166136261u, commands = 0, errors = 0;
@@ -45,15 +45,15 @@ void kmain(struct multiboot_info *mbi)
         uint32_t before = irqs;
         ata_lba28(lba, (uint8_t)n);             /* count 256 is written as 0 */
         outb(ATA_COMMAND, ATA_CMD_READ_DMA);
-        outb((uint16_t)(bm + BMIC), BMIC_START | BMIC_READ);
+        outb((uint16_t)(bm + BMICOM), BMICOM_SSBM | BMICOM_RWCON);
         for (uint32_t i = 0; irqs == before && i < 100000; i++) {
             sti_hlt();
             cli();
         }
-        uint8_t s = inb((uint16_t)(bm + BMIS));
-        outb((uint16_t)(bm + BMIC), BMIC_READ);
-        outb((uint16_t)(bm + BMIS), (uint8_t)((s & 0x60) | BMIS_ERROR | BMIS_INTERRUPT));
-        if ((s & 0x07) != BMIS_INTERRUPT || ata_at_irq != 0x50) {
+        uint8_t s = inb((uint16_t)(bm + BMISTA));
+        outb((uint16_t)(bm + BMICOM), BMICOM_RWCON);
+        outb((uint16_t)(bm + BMISTA), (uint8_t)((s & 0x60) | BMISTA_ERROR | BMISTA_INTERRUPT));
+        if ((s & 0x07) != BMISTA_INTERRUPT || ata_at_irq != 0x50) {
             if (!errors)
                 printf("bench_dma: first error at lba %u: bmista %02x, ata at irq %02x\n", lba, s, ata_at_irq);
             errors++;

@@ -11,8 +11,8 @@
  * The disk: fixtures/demo/ (docs/demo-firmware.md).
  */
 #include "fw.h"
-#include "demo_common.h"
-#include "demo_ide.h"
+#include "ata.h"
+#include "util.h"
 #include "demo_fat16.h"
 #include "demo_net.h"
 
@@ -56,8 +56,27 @@ static struct {
     uint32_t nic_up, status_sent;
 } st;
 
-static int disk_read(uint32_t lba, uint32_t count, void *buf) { return ide_dma(lba, count, buf, 0); }
-static int disk_write(uint32_t lba, uint32_t count, void *buf) { return ide_dma(lba, count, buf, 1); }
+/* The primary master: DMA completions awaited by a busy wait with IF=1 (so the transfer spends guest instructions
+ * while Active is set: emu warps a halted CPU's clock straight to the completion, which would hide the DMA window
+ * from a monitor), at most 5000 ticks. */
+static struct ide_chan ide0 = { IDE_CHAN_PRIMARY, .halt_wait = 0, .bsy_polls = 1000000, .timeout_ticks = 5000 };
+
+static int disk_read(uint32_t lba, uint32_t count, void *buf) { return ide_dma(&ide0, lba, count, buf, 0); }
+static int disk_write(uint32_t lba, uint32_t count, void *buf) { return ide_dma(&ide0, lba, count, buf, 1); }
+
+/* #UD handler for VMCALL (0F 01 C1): under QEMU there is no hypervisor, so the hypercall is skipped and "returns"
+ * -38 (-ENOSYS), the value emu gives an unassigned leaf. Any other #UD is a bug: report and exit(0x7F). */
+static void vmcall_ud_handler(struct regs *r)
+{
+    const uint8_t *insn = (const uint8_t *)r->eip;
+    if (insn[0] == 0x0F && insn[1] == 0x01 && insn[2] == 0xC1) {
+        r->eip += 3;
+        r->eax = (uint32_t)-38;
+        return;
+    }
+    printf("unexpected #UD at %08x\n", r->eip);
+    exit(0x7F);
+}
 
 static void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
@@ -79,40 +98,7 @@ static struct fat_stamp stamp_at(const struct params *p, uint32_t tick)
     return s;
 }
 
-/* Decimal, zero-padded to `width` digits; returns the end. */
-static char *put_dec(char *o, uint32_t v, int width)
-{
-    char tmp[10];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v && n < 10);
-    while (n < width)
-        tmp[n++] = '0';
-    while (n)
-        *o++ = tmp[--n];
-    return o;
-}
-
-static char *put_str(char *o, const char *s)
-{
-    while (*s)
-        *o++ = *s++;
-    return o;
-}
-
-static uint32_t fnv1a(const uint8_t *p, uint32_t n)
-{
-    uint32_t h = 0x811C9DC5u;
-    for (uint32_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x01000193u;
-    }
-    return h;
-}
-
-static NORETURN void fail(const char *what, const char *why, int code)
+static NORETURN void demo_fail(const char *what, const char *why, int code)
 {
     printf("demo_app: %s: %s\n", what, why);
     pic_set_mask(0xFFFF);
@@ -152,11 +138,11 @@ static void open_file(const char *path, struct fat_file *f, uint32_t cap)
 {
     int rc = fat16_lookup(&fs, path, f);
     if (rc)
-        fail(path, fat_strerror(rc), rc == FAT_IO ? EXIT_IO : EXIT_NO_VOLUME);
+        demo_fail(path, fat_strerror(rc), rc == FAT_IO ? EXIT_IO : EXIT_NO_VOLUME);
     if (f->attr & FAT_ATTR_DIRECTORY)
-        fail(path, "is a directory", EXIT_NO_VOLUME);
+        demo_fail(path, "is a directory", EXIT_NO_VOLUME);
     if (f->allocated > cap || f->size > f->allocated)
-        fail(path, "does not fit the demo's buffer", EXIT_NO_VOLUME);
+        demo_fail(path, "does not fit the demo's buffer", EXIT_NO_VOLUME);
     printf("found %s: %u bytes in %u allocated\n", path, f->size, f->allocated);
 }
 
@@ -164,7 +150,7 @@ static void read_file(const char *path, const struct fat_file *f, uint8_t *buf, 
 {
     int rc = fat16_read_file(&fs, f, buf, cap, IDE_MAX_SECTORS);
     if (rc)
-        fail(path, fat_strerror(rc), EXIT_IO);
+        demo_fail(path, fat_strerror(rc), EXIT_IO);
 }
 
 /* A write sequence: write-in-progress set before its first ATA command and cleared after its last completion. */
@@ -173,11 +159,11 @@ static void write_sequence(const char *path, struct fat_file *f, uint8_t *buf, u
 {
     wip_set(1);
     int rc = fat16_rewrite(&fs, f, buf, off, len, new_size, stamp, IDE_MAX_SECTORS);
-    if (rc == FAT_OK && ide_flush() != IDE_OK)
+    if (rc == FAT_OK && ide_flush(&ide0) != IDE_OK)
         rc = FAT_IO;
     wip_set(0);
     if (rc)
-        fail(path, fat_strerror(rc), EXIT_IO);
+        demo_fail(path, fat_strerror(rc), EXIT_IO);
 }
 
 /* Log write n: line n goes into slot (n - 1) mod slots of the fixed-size log; the size does not change. */
@@ -186,14 +172,14 @@ static void log_write(const struct params *p, uint32_t tick)
     uint32_t slots = f_log.size / LOG_LINE;
     uint32_t n = ++st.log_writes;
     if (slots == 0)
-        fail(LOG_PATH, "smaller than one log line", EXIT_NO_VOLUME);
+        demo_fail(LOG_PATH, "smaller than one log line", EXIT_NO_VOLUME);
     uint32_t off = ((n - 1) % slots) * LOG_LINE;
     char *line = (char *)logbuf + off;
-    char *o = put_str(line, "tick ");
-    o = put_dec(o, tick, 6);
-    o = put_str(o, " log ");
-    o = put_dec(o, n, 4);
-    o = put_str(o, st.tampered ? " tampered" : " app ok");
+    char *o = fmt_str(line, "tick ");
+    o = fmt_dec(o, tick, 6);
+    o = fmt_str(o, " log ");
+    o = fmt_dec(o, n, 4);
+    o = fmt_str(o, st.tampered ? " tampered" : " app ok");
     while (o < line + LOG_LINE - 1)
         *o++ = ' ';
     *o = '\n';
@@ -222,12 +208,12 @@ static void tamper(const struct params *p, uint32_t tick)
 {
     uint32_t voff, vlen, size = f_netcfg.size;
     if (!config_find(netcfg, size, "VLAN", &voff, &vlen))
-        fail(NETCFG_PATH, "has no VLAN line", EXIT_NO_VOLUME);
+        demo_fail(NETCFG_PATH, "has no VLAN line", EXIT_NO_VOLUME);
     char val[12];
-    uint32_t nlen = (uint32_t)(put_dec(val, p->vlan, 1) - val);
+    uint32_t nlen = (uint32_t)(fmt_dec(val, p->vlan, 1) - val);
     uint32_t new_size = size - vlen + nlen;
     if (new_size > f_netcfg.allocated)
-        fail(NETCFG_PATH, "the new content does not fit its clusters", EXIT_NO_VOLUME);
+        demo_fail(NETCFG_PATH, "the new content does not fit its clusters", EXIT_NO_VOLUME);
     printf("tamper at tick %u: %s ", tick, NETCFG_PATH);
     print_config_value(netcfg, size, "VLAN");
     memmove(netcfg + voff + nlen, netcfg + voff + vlen, size - voff - vlen);
@@ -261,7 +247,7 @@ static void busy(const struct params *p)
     uint32_t sum = st.busy_sum;
     cli();
     for (uint32_t i = 0; i < p->busy; i++) {
-        x = demo_xorshift(x);
+        x = xorshift32(x);
         sum += x;
     }
     sti();
@@ -274,13 +260,13 @@ static void busy(const struct params *p)
 static void send_status(uint32_t tick)
 {
     char text[80];
-    char *o = put_str(text, "app seq=");
-    o = put_dec(o, st.status_sent + 1, 1);
-    o = put_str(o, " tick=");
-    o = put_dec(o, tick, 1);
-    o = put_str(o, " log=");
-    o = put_dec(o, st.log_writes, 1);
-    o = put_str(o, st.tampered ? " tampered" : " ok");
+    char *o = fmt_str(text, "app seq=");
+    o = fmt_dec(o, st.status_sent + 1, 1);
+    o = fmt_str(o, " tick=");
+    o = fmt_dec(o, tick, 1);
+    o = fmt_str(o, " log=");
+    o = fmt_dec(o, st.log_writes, 1);
+    o = fmt_str(o, st.tampered ? " tampered" : " ok");
     *o = 0;
     uint16_t len = demo_status_frame(status_buf, nic.mac, st.status_sent + 1, text);
     ne2k_send(&nic, status_buf, len);
@@ -307,38 +293,40 @@ void kmain(struct multiboot_info *mbi)
 {
     const char *line = mb_cmdline(mbi);
     struct params p = {
-        .hz = demo_cmdline_uint(line, "hz", 1000),
-        .ticks = demo_cmdline_uint(line, "ticks", 400),
-        .log = demo_cmdline_uint(line, "log", 50),
-        .save = demo_cmdline_uint(line, "save", 100),
-        .check = demo_cmdline_uint(line, "check", 100),
-        .tamper = demo_cmdline_uint(line, "tamper", 0),
-        .vlan = demo_cmdline_uint(line, "vlan", 99),
-        .busy = demo_cmdline_uint(line, "busy", 5000),
-        .busyint = demo_cmdline_uint(line, "busyint", 10),
-        .status = demo_cmdline_uint(line, "status", 20),
+        .hz = cmdline_hz(line),
+        .ticks = cmdline_uint(line, "ticks", 400),
+        .log = cmdline_uint(line, "log", 50),
+        .save = cmdline_uint(line, "save", 100),
+        .check = cmdline_uint(line, "check", 100),
+        .tamper = cmdline_uint(line, "tamper", 0),
+        .vlan = cmdline_uint(line, "vlan", 99),
+        .busy = cmdline_uint(line, "busy", 5000),
+        .busyint = cmdline_uint(line, "busyint", 10),
+        .status = cmdline_uint(line, "status", 20),
     };
-    if (p.hz == 0 || p.hz > 10000)
-        p.hz = 1000;
     printf("demo_app: hz=%u ticks=%u log=%u save=%u check=%u tamper=%u vlan=%u busy=%u busyint=%u\n", p.hz, p.ticks,
            p.log, p.save, p.check, p.tamper, p.vlan, p.busy, p.busyint);
 
-    set_handler(6, demo_ud_handler);
+    set_handler(6, vmcall_ud_handler);
     (void)vmcall(1, (uint32_t)&write_in_progress, 0, 0);   /* leaf 1; under QEMU a #UD, skipped */
     printf("write-in-progress word registered (hypercall leaf 1)\n");
 
-    demo_timer_start(p.hz);
-    int rc = ide_init();
+    tick_start(pit_divisor(p.hz));
+    set_handler(SPURIOUS_VECTOR_SLAVE, spurious_irq);
+    int rc = ide_probe(&ide0);
+    if (rc == IDE_OK)
+        rc = ide_select(&ide0);
     if (rc)
-        fail("ide", ide_strerror(rc), EXIT_NO_DISK);
+        demo_fail("ide", ide_strerror(&ide0, rc), EXIT_NO_DISK);
+    ide_irq_on(&ide0);
     sti();
     printf("ide: primary master, bus mastering on, irq 14\n");
 
     rc = fat16_mount(&fs, disk_read, disk_write);
     if (rc)
-        fail("fat16", fat_strerror(rc), rc == FAT_IO ? EXIT_IO : EXIT_NO_VOLUME);
-    printf("fat16: volume at lba %u, %u clusters of %u bytes, root at lba %u\n", fs.part_lba, fs.clusters,
-           fs.sec_per_clus * FAT_SECTOR, fs.root_lba);
+        demo_fail("fat16", fat_strerror(rc), rc == FAT_IO ? EXIT_IO : EXIT_NO_VOLUME);
+    printf("fat16: volume at lba %u, %u clusters of %u bytes, root at lba %u\n", fs.g.part_lba, fs.g.clusters,
+           fs.g.spc * FAT_SECTOR, fs.g.root_lba);
     open_file(NETCFG_PATH, &f_netcfg, sizeof netcfg);
     open_file(LOG_PATH, &f_log, sizeof logbuf);
     open_file(APP_PATH, &f_app, sizeof appexe);
@@ -356,7 +344,7 @@ void kmain(struct multiboot_info *mbi)
 
     uint32_t done = 0, seen = 0;
     while (done < p.ticks) {
-        seen = demo_wait_tick(seen);
+        seen = tick_wait(seen);
         while (done < seen && done < p.ticks)
             on_tick(&p, ++done);
     }

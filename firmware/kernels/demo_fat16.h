@@ -5,12 +5,8 @@
 #ifndef DEMO_FAT16_H
 #define DEMO_FAT16_H
 #include "fw.h"
+#include "fat.h"
 
-#define FAT_SECTOR 512
-#define FAT_ATTR_READ_ONLY 0x01
-#define FAT_ATTR_VOLUME_ID 0x08
-#define FAT_ATTR_DIRECTORY 0x10
-#define FAT_ATTR_LONG_NAME 0x0F
 #define FAT16_EOC 0xFFF8u            /* >= this: end of chain */
 #define FAT16_BAD 0xFFF7u
 
@@ -29,14 +25,7 @@ typedef int (*fat_io_fn)(uint32_t lba, uint32_t count, void *buf);
 
 struct fat16 {
     fat_io_fn read, write;
-    uint32_t part_lba;       /* first sector of the volume (0 = whole disk) */
-    uint32_t fat_lba;        /* first FAT, absolute */
-    uint32_t fat_sectors;    /* BPB_FATSz16 */
-    uint32_t num_fats;
-    uint32_t root_lba, root_sectors, root_entries;
-    uint32_t data_lba;
-    uint32_t sec_per_clus;
-    uint32_t clusters;       /* count of data clusters: valid numbers are 2 .. clusters + 1 */
+    struct fat_geom g;       /* the volume's layout */
     uint32_t fat_cache_lba;  /* FAT sector held in fat_cache (0 = none) */
 };
 
@@ -52,89 +41,43 @@ struct fat_file {
 static uint8_t fat_sector_buf[FAT_SECTOR] __attribute__((aligned(FAT_SECTOR)));
 static uint8_t fat_cache[FAT_SECTOR] __attribute__((aligned(FAT_SECTOR)));
 
-static inline uint16_t fat_le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t fat_le32(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
-static inline void fat_put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static inline void fat_put32(uint8_t *p, uint32_t v) { fat_put16(p, (uint16_t)v); fat_put16(p + 2, (uint16_t)(v >> 16)); }
-
-static inline int fat_is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
-
-/* A plausible FAT boot sector (fatgen103 3.1): jump, 512-byte sectors, power-of-two SecPerClus, reserved >= 1,
- * at least one FAT, a FAT16-style BPB (FATSz16 != 0, RootEntCnt != 0). */
-static inline int fat_bpb_plausible(const uint8_t *bs)
+/* The BPB this reader accepts: plausible (fat_bpb_parse) with a FAT16-style FATSz16 and RootEntCnt. */
+static inline int fat16_bpb_ok(const uint8_t *bs, struct fat_bpb *b)
 {
-    if (!(bs[0] == 0xEB || bs[0] == 0xE9))
-        return 0;
-    return fat_le16(bs + 11) == FAT_SECTOR && fat_is_pow2(bs[13]) && fat_le16(bs + 14) >= 1 && bs[16] >= 1 &&
-           fat_le16(bs + 22) != 0 && fat_le16(bs + 17) != 0;
+    return fat_bpb_parse(bs, b) && b->fatsz16 != 0 && b->root_entries != 0;
 }
 
 /* Find the volume (first MBR partition of a FAT16 type, or a boot sector at LBA 0) and read its BPB. */
 static inline int fat16_mount(struct fat16 *fs, fat_io_fn read, fat_io_fn write)
 {
-    static const uint8_t fat16_types[] = { 0x04, 0x06, 0x0E, 0x14, 0x16, 0x1E };
     memset(fs, 0, sizeof *fs);
     fs->read = read;
     fs->write = write;
     if (read(0, 1, fat_sector_buf))
         return FAT_IO;
     uint8_t *s = fat_sector_buf;
-    uint32_t part = 0;
-    int found = 0;
-    if (s[510] == 0x55 && s[511] == 0xAA) {
-        for (int i = 0; i < 4 && !found; i++) {
-            const uint8_t *rec = s + 446 + 16 * i;
-            uint32_t start = fat_le32(rec + 8);
-            if ((rec[0] & 0x7F) || start == 0 || fat_le32(rec + 12) == 0)
-                continue;
-            for (size_t t = 0; t < sizeof fat16_types; t++)
-                if (rec[4] == fat16_types[t]) {
-                    part = start;
-                    found = 1;
-                }
-        }
-    }
-    if (!found && !fat_bpb_plausible(s))
+    struct fat_bpb b;
+    uint32_t starts[4], part = 0;
+    int found = fat_mbr_find(s, fat_part_type_fat16, starts) > 0;
+    if (found)
+        part = starts[0];
+    if (!found && !fat16_bpb_ok(s, &b))
         return FAT_NO_VOLUME;
     if (found && read(part, 1, fat_sector_buf))
         return FAT_IO;
-    if (!fat_bpb_plausible(s))
+    if (!fat16_bpb_ok(s, &b))
         return FAT_NO_VOLUME;
-    uint32_t rsvd = fat_le16(s + 14), nfats = s[16], root_entries = fat_le16(s + 17);
-    uint32_t total = fat_le16(s + 19) ? fat_le16(s + 19) : fat_le32(s + 32);
-    uint32_t fatsz = fat_le16(s + 22);
-    uint32_t root_sectors = (root_entries * 32 + FAT_SECTOR - 1) / FAT_SECTOR;
-    uint32_t meta = rsvd + nfats * fatsz + root_sectors;
-    if (total <= meta)
+    if (!fat_geom_init(&fs->g, &b, part) || fs->g.type != 16)     /* fatgen103 3.5: type by cluster count */
         return FAT_NOT_FAT16;
-    fs->part_lba = part;
-    fs->sec_per_clus = s[13];
-    fs->fat_lba = part + rsvd;
-    fs->fat_sectors = fatsz;
-    fs->num_fats = nfats;
-    fs->root_lba = part + rsvd + nfats * fatsz;
-    fs->root_sectors = root_sectors;
-    fs->root_entries = root_entries;
-    fs->data_lba = fs->root_lba + root_sectors;
-    fs->clusters = (total - meta) / fs->sec_per_clus;
-    if (fs->clusters < 4085 || fs->clusters >= 65525)      /* fatgen103 3.5: the type is the cluster count */
-        return FAT_NOT_FAT16;
-    if (fs->clusters + 2 > fatsz * (FAT_SECTOR / 2))        /* the FAT must hold an entry for every cluster */
+    if (fs->g.clusters + 2 > b.fatsz * (FAT_SECTOR / 2))      /* the FAT must hold an entry for every cluster */
         return FAT_NOT_FAT16;
     return FAT_OK;
 }
 
-static inline uint32_t fat16_cluster_lba(const struct fat16 *fs, uint32_t cluster)
-{
-    return fs->data_lba + (cluster - 2) * fs->sec_per_clus;
-}
-
-static inline int fat16_valid_cluster(const struct fat16 *fs, uint32_t c) { return c >= 2 && c < fs->clusters + 2; }
-
 /* The FAT entry of a cluster (FAT 0), through a one-sector cache; returns FAT_IO on a read error. */
 static inline int32_t fat16_next(struct fat16 *fs, uint32_t cluster)
 {
-    uint32_t lba = fs->fat_lba + (cluster * 2) / FAT_SECTOR;
+    uint32_t lba = fs->g.fat_lba + (cluster * 2) / FAT_SECTOR;
     if (fs->fat_cache_lba != lba) {
         if (fs->read(lba, 1, fat_cache))
             return FAT_IO;
@@ -151,7 +94,7 @@ static inline int32_t fat16_step(struct fat16 *fs, uint32_t c)
         return n;
     if ((uint32_t)n >= FAT16_EOC)
         return 0;
-    if (!fat16_valid_cluster(fs, (uint32_t)n))
+    if (!fat_valid_cluster(&fs->g, (uint32_t)n))
         return FAT_BAD_CHAIN;
     return n;
 }
@@ -186,8 +129,8 @@ static inline int fat16_find_in(struct fat16 *fs, uint32_t dir_cluster, const ui
 {
     uint32_t lba = 0, left = 0, cluster = dir_cluster, steps = 0;
     if (dir_cluster == 0) {
-        lba = fs->root_lba;
-        left = fs->root_sectors;
+        lba = fs->g.root_lba;
+        left = fs->g.root_sectors;
     }
     for (;;) {
         if (left == 0) {
@@ -199,10 +142,10 @@ static inline int fat16_find_in(struct fat16 *fs, uint32_t dir_cluster, const ui
                     return n == 0 ? FAT_NOT_FOUND : n;
                 cluster = (uint32_t)n;
             }
-            if (!fat16_valid_cluster(fs, cluster) || steps > fs->clusters)
+            if (!fat_valid_cluster(&fs->g, cluster) || steps > fs->g.clusters)
                 return FAT_BAD_CHAIN;
-            lba = fat16_cluster_lba(fs, cluster);
-            left = fs->sec_per_clus;
+            lba = fat_cluster_lba(&fs->g, cluster);
+            left = fs->g.spc;
         }
         if (fs->read(lba, 1, fat_sector_buf))
             return FAT_IO;
@@ -236,7 +179,7 @@ static inline int fat16_chain_bytes(struct fat16 *fs, uint32_t first, uint32_t *
         return FAT_OK;
     }
     while (c) {
-        if (!fat16_valid_cluster(fs, c) || n > fs->clusters)
+        if (!fat_valid_cluster(&fs->g, c) || n > fs->g.clusters)
             return FAT_BAD_CHAIN;
         n++;
         int32_t next = fat16_step(fs, c);
@@ -244,7 +187,7 @@ static inline int fat16_chain_bytes(struct fat16 *fs, uint32_t first, uint32_t *
             return next;
         c = (uint32_t)next;
     }
-    *bytes = n * fs->sec_per_clus * FAT_SECTOR;
+    *bytes = n * fs->g.spc * FAT_SECTOR;
     return FAT_OK;
 }
 
@@ -284,20 +227,20 @@ static inline int fat16_lookup(struct fat16 *fs, const char *path, struct fat_fi
 static inline int fat16_file_io(struct fat16 *fs, const struct fat_file *f, uint8_t *buf, uint32_t first,
                                 uint32_t count, uint32_t max_sectors, int write)
 {
-    uint32_t spc = fs->sec_per_clus, c = f->first_cluster, index = 0;
+    uint32_t spc = fs->g.spc, c = f->first_cluster, index = 0;
     uint32_t end = first + count;
     uint32_t run_lba = 0, run_start = 0, run_len = 0;     /* pending request: file sectors run_start.. */
     fat_io_fn io = write ? fs->write : fs->read;
     if (end * FAT_SECTOR > f->allocated)
         return FAT_TOO_BIG;
     while (c && index * spc < end) {
-        if (!fat16_valid_cluster(fs, c) || index > fs->clusters)
+        if (!fat_valid_cluster(&fs->g, c) || index > fs->g.clusters)
             return FAT_BAD_CHAIN;
         uint32_t lo = index * spc, hi = lo + spc;
         for (uint32_t s = lo; s < hi; s++) {
             if (s < first || s >= end)
                 continue;
-            uint32_t lba = fat16_cluster_lba(fs, c) + (s - lo);
+            uint32_t lba = fat_cluster_lba(&fs->g, c) + (s - lo);
             if (run_len && (lba != run_lba + run_len || run_len == max_sectors)) {
                 if (io(run_lba, run_len, buf + run_start * FAT_SECTOR))
                     return FAT_IO;

@@ -9,7 +9,7 @@
  * "mgmt: N status frames received, M other frames". Without a card it prints nothing more.
  */
 #include "fw.h"
-#include "demo_common.h"
+#include "util.h"
 #include "demo_net.h"
 
 #define POST_PORT 0x80
@@ -46,9 +46,9 @@ static void poll_nic(void)
             others++;
             break;
         }
-        if (demo_is_status(rx, len)) {
+        if (peer_is(rx, len, "STAT")) {
             statuses++;
-            print_status(rx + DEMO_STATUS_HDR, len - DEMO_STATUS_HDR);
+            print_status(rx + PEER_HDR_LEN, len - PEER_HDR_LEN);
         } else {
             others++;
         }
@@ -59,31 +59,30 @@ void kmain(struct multiboot_info *mbi)
 {
     const char *line = mb_cmdline(mbi);
     struct params p = {
-        .hz = demo_cmdline_uint(line, "hz", 1000),
-        .iterations = demo_cmdline_uint(line, "iterations", 200),
-        .heartbeat = demo_cmdline_uint(line, "heartbeat", 50),
-        .chunks = demo_cmdline_uint(line, "chunks", 8),
-        .work = demo_cmdline_uint(line, "work", 400),
+        .hz = cmdline_hz(line),
+        .iterations = cmdline_uint(line, "iterations", 200),
+        .heartbeat = cmdline_uint(line, "heartbeat", 50),
+        .chunks = cmdline_uint(line, "chunks", 8),
+        .work = cmdline_uint(line, "work", 400),
     };
-    if (p.hz == 0 || p.hz > 10000)
-        p.hz = 1000;
     printf("demo_mgmt: hz=%u iterations=%u heartbeat=%u chunks=%u work=%u\n", p.hz, p.iterations, p.heartbeat,
            p.chunks, p.work);
     int nic_up = demo_net_init(&nic, NE_RCR_AB) == 0;
     if (nic_up)
         printf("mgmt: NE2000 at %x, mac %02x:%02x:%02x:%02x:%02x:%02x, listening for status frames\n", DEMO_NE_IO,
                nic.mac[0], nic.mac[1], nic.mac[2], nic.mac[3], nic.mac[4], nic.mac[5]);
-    demo_timer_start(p.hz);
+    tick_start(pit_divisor(p.hz));
+    set_handler(SPURIOUS_VECTOR_SLAVE, spurious_irq);
     sti();
 
     uint32_t x = 0x2545F491u, sum = 0, outs = 0, seen = 0, done = 0;
     while (done < p.iterations) {
-        seen = demo_wait_tick(seen);
+        seen = tick_wait(seen);
         while (done < seen && done < p.iterations) {
             done++;
             for (uint32_t c = 0; c < p.chunks; c++) {
                 for (uint32_t i = 0; i < p.work; i++) {
-                    x = demo_xorshift(x);
+                    x = xorshift32(x);
                     sum += x;
                 }
                 outb(POST_PORT, (uint8_t)c);      /* a trap point every `work` steps */

@@ -1,10 +1,10 @@
-/* demo_net.h: the demo guests' status frames over the NE2000 (issue 7), header-only like the other demo helpers.
+/* demo_net.h: the demo guests' status frames over the NE2000 (issue 7), shared by demo_app and demo_mgmt.
  *
  * The card is probed where QEMU's ne2k_isa and emu's host put it (I/O base 0x300); with no card the port reads
  * all-ones (an empty ISA slot) and the guests leave the network alone. Neither guest uses the NIC's interrupt
  * (IMR = 0): the application guest transmits and waits for ISR.PTX, the management guest polls CURR against
  * its own ring pointer. The demo guests' interrupt handlers (PIT tick, IDE completion) touch no NIC register, so
- * the driver calls (firmware/lib/ne2000.h) may run with interrupts enabled.
+ * the driver calls (firmware/lib/ne2000.c) may run with interrupts enabled. The frame header is lib/ether.c's.
  *
  * A status frame (the EtherType and layout of net_app's, emu/net/peer.py): broadcast, EtherType 0x88B5
  * (IEEE 802 local experimental 1), payload "STAT", seq & 0xFF, 0, then NUL-terminated text whose first word
@@ -15,11 +15,9 @@
 #define DEMO_NET_H
 #include "fw.h"
 #include "ne2000.h"
+#include "ether.h"
 
 #define DEMO_NE_IO 0x300            /* QEMU ne2k_isa default I/O base (IRQ 9, unused here) */
-#define DEMO_ETHERTYPE_STATUS 0x88B5
-#define DEMO_STATUS_HDR 20          /* dst, src, type, "STAT", seq, flags */
-#define DEMO_FRAME_MIN 60           /* IEEE 802.3 minimum frame without FCS */
 #define DEMO_FRAME_MAX 128
 
 /* Probe and start the card at DEMO_NE_IO: word transfers, RCR = rcr, no interrupts. Returns 0, or -1 when no
@@ -31,30 +29,18 @@ static inline int demo_net_init(struct ne2k *n, uint8_t rcr)
     return ne2k_init(n, DEMO_NE_IO, true, rcr, 0);
 }
 
-/* True when a received frame (len bytes) is a status frame. */
-static inline bool demo_is_status(const uint8_t *f, int len)
-{
-    return len >= DEMO_STATUS_HDR && f[12] == (DEMO_ETHERTYPE_STATUS >> 8) &&
-           f[13] == (DEMO_ETHERTYPE_STATUS & 0xFF) && memcmp(f + 14, "STAT", 4) == 0;
-}
-
 /* Build a status frame from src with the given text into f (DEMO_FRAME_MAX bytes); returns its length. */
 static inline uint16_t demo_status_frame(uint8_t *f, const uint8_t src[6], uint32_t seq, const char *text)
 {
     size_t tlen = strlen(text);
-    if (tlen > DEMO_FRAME_MAX - DEMO_STATUS_HDR - 1)
-        tlen = DEMO_FRAME_MAX - DEMO_STATUS_HDR - 1;
+    if (tlen > DEMO_FRAME_MAX - PEER_HDR_LEN - 1)
+        tlen = DEMO_FRAME_MAX - PEER_HDR_LEN - 1;
+    static const uint8_t broadcast[6] = { 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF };
     memset(f, 0, DEMO_FRAME_MAX);
-    memset(f, 0xFF, 6);
-    memcpy(f + 6, src, 6);
-    f[12] = DEMO_ETHERTYPE_STATUS >> 8;
-    f[13] = DEMO_ETHERTYPE_STATUS & 0xFF;
-    memcpy(f + 14, "STAT", 4);
-    f[18] = (uint8_t)seq;
-    f[19] = 0;
-    memcpy(f + DEMO_STATUS_HDR, text, tlen);
-    uint16_t len = (uint16_t)(DEMO_STATUS_HDR + tlen + 1);
-    return len < DEMO_FRAME_MIN ? DEMO_FRAME_MIN : len;
+    peer_header(f, broadcast, src, "STAT", (uint8_t)seq, 0);
+    memcpy(f + PEER_HDR_LEN, text, tlen);
+    uint16_t len = (uint16_t)(PEER_HDR_LEN + tlen + 1);
+    return len < ETH_MIN_FRAME ? ETH_MIN_FRAME : len;
 }
 
 #endif

@@ -3,25 +3,17 @@
  * guest instructions, so the guest sees Active set while a long transfer is in flight, at the same instruction
  * count on every run (tests/test_devices_system.py). Writes 256 KiB at LBA 512 by WRITE DMA EXT, then reads the whole
  * first MiB back by READ DMA EXT, polling BMISTA during each; needs a disk of at least 1 MiB on the primary master. */
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
 
 #define PRD_TABLE ((volatile struct prd *)0x300000)
 #define BUF_W ((uint8_t *)0x400000)     /* 256 KiB */
 #define BUF_R ((uint8_t *)0x800000)     /* 1 MiB */
 
 static uint16_t bm;
-static volatile uint32_t irqs;
 
-static void on_irq14(struct regs *r)
-{
-    (void)r;
-    irqs++;
-    (void)inb(ATA_STATUS);
-    outb(0xA0, 0x20);
-    outb(0x20, 0x20);
-}
-
-static uint8_t bmis(void) { return inb((uint16_t)(bm + BMIS)); }
+static uint8_t bmis(void) { return inb((uint16_t)(bm + BMISTA)); }
 
 /* One LBA48 DMA of `sectors` through 64 KiB PRDs at `b`, BMISTA polled until the transfer is over. */
 static void long_dma(uint8_t cmd, uint8_t *b, uint32_t lba, uint32_t sectors)
@@ -32,28 +24,28 @@ static void long_dma(uint8_t cmd, uint8_t *b, uint32_t lba, uint32_t sectors)
         PRD_TABLE[i].base = (uint32_t)(b + i * 0x10000);
         PRD_TABLE[i].count = ((sectors * 512 - i * 0x10000) & 0xFFFF) | (i == n - 1 ? PRD_EOT : 0);
     }
-    outb((uint16_t)(bm + BMIS), (uint8_t)((bmis() & 0x60) | BMIS_ERROR | BMIS_INTERRUPT));
+    outb((uint16_t)(bm + BMISTA), (uint8_t)((bmis() & 0x60) | BMISTA_ERROR | BMISTA_INTERRUPT));
     outl((uint16_t)(bm + BMIDTP), (uint32_t)PRD_TABLE);
-    uint32_t before = irqs, seen = 0, polls = 0;
+    uint32_t before = ata_irq14_count, seen = 0, polls = 0;
     ata_lba48(lba, 0, (uint16_t)sectors);
     outb(ATA_COMMAND, cmd);
-    outb((uint16_t)(bm + BMIC), (uint8_t)(BMIC_START | (to_memory ? BMIC_READ : 0)));
+    outb((uint16_t)(bm + BMICOM), (uint8_t)(BMICOM_SSBM | (to_memory ? BMICOM_RWCON : 0)));
     uint8_t s;
     do {
         s = bmis();
-        if ((s & (BMIS_ACTIVE | BMIS_INTERRUPT)) == BMIS_ACTIVE)
+        if ((s & (BMISTA_ACTIVE | BMISTA_INTERRUPT)) == BMISTA_ACTIVE)
             seen++;
         spin(20);
-    } while ((s & BMIS_ACTIVE) && !(s & BMIS_INTERRUPT) && ++polls < POLL_LIMIT);
+    } while ((s & BMISTA_ACTIVE) && !(s & BMISTA_INTERRUPT) && ++polls < ATA_POLL_LIMIT);
     printf("%s lba %u x%u: seen active: %s\n", to_memory ? "READ DMA EXT" : "WRITE DMA EXT", lba, sectors,
            seen ? "yes" : "no");
-    for (uint32_t i = 0; irqs == before && i < 100000; i++) {
+    for (uint32_t i = 0; ata_irq14_count == before && i < 100000; i++) {
         sti_hlt();
         cli();
     }
     uint8_t done = bmis();
-    outb((uint16_t)(bm + BMIC), to_memory ? BMIC_READ : 0);
-    printf("  irqs %u, bmista %02x, ata %02x\n", irqs - before, done, inb(ATA_STATUS));
+    outb((uint16_t)(bm + BMICOM), to_memory ? BMICOM_RWCON : 0);
+    printf("  irqs %u, bmista %02x, ata %02x\n", ata_irq14_count - before, done, inb(ATA_STATUS));
 }
 
 void kmain(struct multiboot_info *mbi)
@@ -61,17 +53,11 @@ void kmain(struct multiboot_info *mbi)
     (void)mbi;
     printf("dma_active: BMISTA Active seen by the guest during long DMA transfers\n");
     pic_remap(0x20, 0x28);
-    set_handler(0x28 + 6, on_irq14);
-    bm = (uint16_t)(pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4) & 0xFFFC);
-    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG);
-    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG, (uint16_t)(command | PCI_COMMAND_MASTER));
-    if (!ata_select_master()) {
-        printf("no disk on the primary master\n");
-        exit(1);
-    }
-    outb(ATA_CONTROL, 0);
-    (void)inb(ATA_STATUS);
-    pic_unmask(14);
+    set_handler(0x28 + 6, ata_irq14_counter);
+    bm = (uint16_t)(pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4) & 0xFFFC);
+    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND);
+    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND, (uint16_t)(command | PCI_CMD_BUS_MASTER));
+    ata_master_irq_on();
     fill_pattern(BUF_W, 512, 512, 0x41435456u);   /* "ACTV" */
     long_dma(ATA_CMD_WRITE_DMA_EXT, BUF_W, 512, 512);
     long_dma(ATA_CMD_READ_DMA_EXT, BUF_R, 0, 2048);

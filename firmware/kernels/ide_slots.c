@@ -5,10 +5,12 @@
  * ATA: each slot selected, IDENTIFY (serial, model, capacity), READ SECTORS and WRITE SECTORS by PIO. DMA: READ DMA
  * on the primary slave, secondary master (Start before and after the command), WRITE DMA on the secondary slave,
  * both channels' engines at once (IRQ 14 and 15 through the PIC), and DMA whose buffer lies partly or wholly
- * outside guest RAM (past 32 MiB): the BMIS Error bit is not printed there (emu sets it, QEMU does not; see
+ * outside guest RAM (past 32 MiB): the BMISTA Error bit is not printed there (emu sets it, QEMU does not; see
  * docs/devices-ide.md), all else is. Writes: LBA 100 + slot by PIO on every disk; secondary slave LBA 20-35,
  * 40-47, 48-55 by DMA. Without a disk in a slot the kernel says so and skips that slot's parts. */
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
 
 #define RAM_TOP 0x2000000u              /* -m 32 under QEMU and emu */
 #define OUTSIDE_RAM 0x10000000u         /* nothing decodes it (QEMU: unassigned PCI memory) */
@@ -36,8 +38,11 @@ static int present[4];
 static uint32_t capacity[4];
 
 static uint16_t bmreg(int ch, int reg) { return (uint16_t)(bm + CHANNELS[ch].bm_off + reg); }
-static uint8_t bmis(int ch) { return inb(bmreg(ch, BMIS)); }
-static void bmis_clear(int ch) { outb(bmreg(ch, BMIS), (uint8_t)((bmis(ch) & 0x60) | BMIS_ERROR | BMIS_INTERRUPT)); }
+static uint8_t bmis(int ch) { return inb(bmreg(ch, BMISTA)); }
+static void bmis_clear(int ch)
+{
+    outb(bmreg(ch, BMISTA), (uint8_t)((bmis(ch) & 0x60) | BMISTA_ERROR | BMISTA_INTERRUPT));
+}
 static uint8_t status(int ch) { return inb((uint16_t)(CHANNELS[ch].io + 7)); }
 static uint8_t altstatus(int ch) { return inb(CHANNELS[ch].ctl); }
 
@@ -56,7 +61,7 @@ static void on_irq15(struct regs *r) { (void)r; on_irq(1); }
 static uint8_t wait_not_busy(int ch)
 {
     uint8_t s = altstatus(ch);
-    for (uint32_t i = 0; (s & ATA_BSY) && i < POLL_LIMIT; i++)
+    for (uint32_t i = 0; (s & ATA_BSY) && i < ATA_POLL_LIMIT; i++)
         s = altstatus(ch);
     if (s & ATA_BSY)
         fail("ata: BSY never cleared");
@@ -66,7 +71,7 @@ static uint8_t wait_not_busy(int ch)
 static uint8_t wait_drq(int ch)
 {
     uint8_t s = altstatus(ch);
-    for (uint32_t i = 0; ((s & ATA_BSY) || !(s & (ATA_DRQ | ATA_ERR))) && i < POLL_LIMIT; i++)
+    for (uint32_t i = 0; ((s & ATA_BSY) || !(s & (ATA_DRQ | ATA_ERR))) && i < ATA_POLL_LIMIT; i++)
         s = altstatus(ch);
     if ((s & ATA_BSY) || !(s & (ATA_DRQ | ATA_ERR)))
         fail("ata: neither DRQ nor ERR");
@@ -115,8 +120,8 @@ static void print_ata_string(const uint16_t *w, int words)
 static void test_pci(void)
 {
     uint32_t id = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, 0);
-    uint32_t bar4 = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4);
-    printf("pci 00:01.1 id %08x command %04x bar4 %08x\n", id, pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG),
+    uint32_t bar4 = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4);
+    printf("pci 00:01.1 id %08x command %04x bar4 %08x\n", id, pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND),
            bar4);
     if (id != 0x70108086u || !(bar4 & 1)) {
         printf("no PIIX3 IDE function with an I/O BAR4\n");
@@ -127,32 +132,32 @@ static void test_pci(void)
     printf("secondary bmidtp at %04x after writing 00abcde0: %08x\n", bmreg(1, BMIDTP), inl(bmreg(1, BMIDTP)));
 
     /* Sizing: all-ones written, the size mask read back; the block is not decoded meanwhile. */
-    pci_write32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4, 0xFFFFFFFFu);
-    uint32_t mask = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4);
+    pci_write32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4, 0xFFFFFFFFu);
+    uint32_t mask = pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4);
     printf("bar4 sizing: reads %08x (I/O, %u bytes); bmidtp at %04x meanwhile %08x\n", mask, ~(mask & ~3u) + 1,
            bmreg(1, BMIDTP), inl(bmreg(1, BMIDTP)));
-    pci_write32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4, bar4);
-    printf("bar4 restored: %08x, bmidtp %08x\n", pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4),
+    pci_write32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4, bar4);
+    printf("bar4 restored: %08x, bmidtp %08x\n", pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4),
            inl(bmreg(1, BMIDTP)));
 
     /* I/O decode off: the bus master block goes away, the legacy ATA ports stay. */
-    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG);
-    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG, (uint16_t)(command & ~1u));
-    printf("I/O decode off: bmidtp %08x, bmicom %02x\n", inl(bmreg(1, BMIDTP)), inb(bmreg(0, BMIC)));
-    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG, command);
+    uint16_t command = pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND);
+    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND, (uint16_t)(command & ~1u));
+    printf("I/O decode off: bmidtp %08x, bmicom %02x\n", inl(bmreg(1, BMIDTP)), inb(bmreg(0, BMICOM)));
+    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND, command);
     printf("I/O decode on: bmidtp %08x\n", inl(bmreg(1, BMIDTP)));
 
     /* Move the block; the registers move with it (BMIDTP keeps its value), the old ports read all-ones. */
     uint16_t old = bm;
-    pci_write32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4, NEW_BM_BASE | 1);
-    bm = (uint16_t)(pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4) & 0xFFFC);
+    pci_write32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4, NEW_BM_BASE | 1);
+    bm = (uint16_t)(pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4) & 0xFFFC);
     printf("bar4 moved: reads %08x; bmidtp at %04x %08x, at the old %04x %08x\n",
-           pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_BAR4), bmreg(1, BMIDTP), inl(bmreg(1, BMIDTP)),
+           pci_read32(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_BAR4), bmreg(1, BMIDTP), inl(bmreg(1, BMIDTP)),
            (uint16_t)(old + 12), inl((uint16_t)(old + 12)));
     outl(bmreg(1, BMIDTP), 0);
 
-    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG, (uint16_t)(command | PCI_COMMAND_MASTER));
-    printf("bus mastering enabled: command %04x\n", pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_COMMAND_REG));
+    pci_write16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND, (uint16_t)(command | PCI_CMD_BUS_MASTER));
+    printf("bus mastering enabled: command %04x\n", pci_read16(0, IDE_PCI_DEV, IDE_PCI_FN, PCI_REG_COMMAND));
 }
 
 static void test_identify(int slot)
@@ -232,17 +237,17 @@ static void dma_cmd(int slot, uint8_t cmd, uint32_t lba, uint32_t sectors)
 static void bm_start(int ch, volatile struct prd *table, int to_memory)
 {
     outl(bmreg(ch, BMIDTP), (uint32_t)table);
-    outb(bmreg(ch, BMIC), (uint8_t)(BMIC_START | (to_memory ? BMIC_READ : 0)));
+    outb(bmreg(ch, BMICOM), (uint8_t)(BMICOM_SSBM | (to_memory ? BMICOM_RWCON : 0)));
 }
 
-/* One DMA command on a slot with its channel's engine; completion by the channel's IRQ, then Stop. BMIS is printed
+/* One DMA command on a slot with its channel's engine; completion by the channel's IRQ, then Stop. BMISTA is printed
  * without the Error bit (`mask`), which only the outside-RAM cases could set, and only under emu. */
 static void dma(int slot, const char *what, uint8_t cmd, uint32_t lba, uint32_t sectors, int start_first)
 {
     int ch = slot >> 1, to_memory = cmd == ATA_CMD_READ_DMA;
     volatile struct prd *table = ch ? PRD_SEC : PRD_PRI;
     uint32_t b14 = irqs[0], b15 = irqs[1];
-    uint8_t mask = (uint8_t)~BMIS_ERROR;
+    uint8_t mask = (uint8_t)~BMISTA_ERROR;
     bmis_clear(ch);
     if (start_first) {
         bm_start(ch, table, to_memory);
@@ -253,7 +258,7 @@ static void dma(int slot, const char *what, uint8_t cmd, uint32_t lba, uint32_t 
     }
     wait_irqs(b14 + (ch == 0), b15 + (ch == 1));
     uint8_t after = bmis(ch) & mask;
-    outb(bmreg(ch, BMIC), to_memory ? BMIC_READ : 0);
+    outb(bmreg(ch, BMICOM), to_memory ? BMICOM_RWCON : 0);
     printf("%s %s lba %u x%u: irq14 %u irq15 %u, bmis at irq %02x, ata at irq %02x, bmis %02x, after Stop %02x\n",
            SLOT_NAMES[slot], what, lba, sectors, irqs[0] - b14, irqs[1] - b15, bmis_at_irq[ch] & mask, ata_at_irq[ch],
            after, bmis(ch) & mask);
@@ -314,8 +319,8 @@ static void test_both_channels(void)
     wait_irqs(b14 + 1, b15 + 1);
     printf("both engines, READ DMA x128 each: irq14 %u irq15 %u, bmis %02x/%02x, ata %02x/%02x\n", irqs[0] - b14,
            irqs[1] - b15, bmis(0), bmis(1), status(0), status(1));
-    outb(bmreg(0, BMIC), BMIC_READ);
-    outb(bmreg(1, BMIC), BMIC_READ);
+    outb(bmreg(0, BMICOM), BMICOM_RWCON);
+    outb(bmreg(1, BMICOM), BMICOM_RWCON);
     printf("  primary: ");
     print_line(BUF_A);
     printf(" ... ");

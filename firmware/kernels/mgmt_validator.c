@@ -12,8 +12,8 @@
  *   hang=1   take the first job, then never answer (STI;HLT forever): the monitor's deadline path
  * Exit status: 0 done; 2 no IDE controller; 3 the monitor does not implement MOUNT_POLL. */
 #include "fw.h"
-#include "mv_common.h"
-#include "mv_ata.h"
+#include "ata.h"
+#include "util.h"
 #include "mv_sha256.h"
 #include "mv_fat.h"
 
@@ -98,10 +98,13 @@ static struct mv_dir walk;
 static struct mv_fat fs;
 static struct mv_sha256 sha;
 static uint32_t rec_version, rec_hdr_size, rec_stride, rec_max;   /* the record's layout for this job */
+/* The mounted disk: the secondary master, read by DMA, IRQ 15 awaited with STI;HLT (at most 2000 ticks). */
+static struct ide_chan disk = { IDE_CHAN_SECONDARY, .halt_wait = 1, .bsy_polls = 100000,
+                                  .timeout_ticks = 2000 };
 
 static int disk_read(uint32_t lba, uint32_t count, void *buf)
 {
-    return mv_ata_read(lba, count, buf) ? -1 : 0;
+    return ide_dma(&disk, lba, count, buf, 0) ? -1 : 0;
 }
 
 /* A NUL-terminated copy of a fixed 64-byte path field. */
@@ -128,7 +131,7 @@ static struct rec_entry *rec_add(uint32_t *n, const char *path, uint32_t status,
     if (rec_version == ABI_V2) {
         r->flags = hash ? RF_HASH : 0;
         if (e) {
-            r->flags |= RF_META | ((e->attr & MV_ATTR_DIRECTORY) ? RF_DIR : 0);
+            r->flags |= RF_META | ((e->attr & FAT_ATTR_DIRECTORY) ? RF_DIR : 0);
             r->attr = e->attr;
             r->write_time = (uint32_t)e->wdate << 16 | e->wtime;
             r->first_cluster = e->first_cluster;
@@ -166,9 +169,9 @@ static void try_write(void)
     static const char msg[] = "mgmt_validator deliberate write attempt ";
     for (uint32_t i = 0; i < sizeof write_buf; i++)
         write_buf[i] = (uint8_t)msg[i % (sizeof msg - 1)];
-    struct mv_write_try t = mv_ata_try_write(0, write_buf);
+    struct ide_write_try t = ide_try_write(&disk, 0, write_buf);
     if (t.rc)
-        printf("validator: trywrite: WRITE SECTORS at lba 0: %s\n", mv_ata_strerror(t.rc));
+        printf("validator: trywrite: WRITE SECTORS at lba 0: %s\n", ide_strerror(&disk, t.rc));
     else
         printf("validator: trywrite: WRITE SECTORS at lba 0 %s (status 0x%02x, error 0x%02x%s)\n",
                t.refused ? "refused" : "ACCEPTED", t.status, t.error, t.data_phase ? ", after the data phase" : "");
@@ -207,7 +210,7 @@ static void walk_dir(uint32_t cluster, const char *dir, uint32_t n_files, uint32
         for (const char *q = child.name; *q && k < PATH_LEN; q++)
             full[k++] = *q;
         full[k] = 0;
-        if (child.attr & MV_ATTR_DIRECTORY) {
+        if (child.attr & FAT_ATTR_DIRECTORY) {
             rec_add(n, full, ST_ADDED, 0, 0, &child);
             if (child.first_cluster && n_pending < MAX_PENDING) {
                 pending[n_pending].cluster = child.first_cluster;
@@ -233,7 +236,7 @@ static void walk_dir(uint32_t cluster, const char *dir, uint32_t n_files, uint32
 static void check_listed(uint32_t *n, const char *path, const struct job_file *f, uint32_t cmp)
 {
     uint8_t hash[32];
-    int is_dir = (ent.attr & MV_ATTR_DIRECTORY) != 0;
+    int is_dir = (ent.attr & FAT_ATTR_DIRECTORY) != 0;
     int differs = (cmp & CMP_TYPE) && is_dir != ((cmp & EXPECT_DIR) != 0);
     int hashed = 0;
     if (!is_dir) {
@@ -272,7 +275,7 @@ static uint32_t collect_configs(const char *paths, uint32_t n_config, int volume
             c->status = ST_REMOVED;
         } else if (lr) {
             c->status = ST_UNREADABLE;
-        } else if (ent.attr & MV_ATTR_DIRECTORY) {
+        } else if (ent.attr & FAT_ATTR_DIRECTORY) {
             c->status = CF_DIRECTORY;
         } else if (ent.size > CFG_AREA - base - used) {
             c->status = CF_TOO_LARGE;
@@ -322,15 +325,15 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
     const uint8_t *files = (const uint8_t *)(dirs + h->n_dirs * PATH_LEN);
     const char *configs = (const char *)(files + h->n_files * file_size);
 
-    int rc = mv_ata_select();
-    if (rc == MV_ATA_OK && trywrite)
+    int rc = ide_select(&disk);
+    if (rc == IDE_OK && trywrite)
         try_write();
-    if (rc == MV_ATA_OK) {
+    if (rc == IDE_OK) {
         rc = mv_fat_mount(&fs, disk_read, h->partition_lba);
         if (rc)
             printf("validator: %s\n", mv_fat_strerror(rc));
     } else {
-        printf("validator: %s\n", mv_ata_strerror(rc));
+        printf("validator: %s\n", ide_strerror(&disk, rc));
     }
 
     for (uint32_t i = 0; i < h->n_files; i++) {
@@ -359,7 +362,7 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
 
     for (uint32_t j = 0; j < h->n_dirs && !rc; j++) {
         path_copy(path, dirs + j * PATH_LEN);
-        dir_loc[j].found = mv_fat_lookup(&fs, path, &ent) == MV_FAT_OK && (ent.attr & MV_ATTR_DIRECTORY);
+        dir_loc[j].found = mv_fat_lookup(&fs, path, &ent) == MV_FAT_OK && (ent.attr & FAT_ATTR_DIRECTORY);
         dir_loc[j].lba = ent.lba;
         dir_loc[j].off = ent.off;
     }
@@ -409,24 +412,24 @@ static uint32_t run_job(uint32_t trywrite, uint32_t *job_id, uint32_t *not_ok)
 void kmain(struct multiboot_info *mbi)
 {
     const char *line = mb_cmdline(mbi);
-    uint32_t hz = mv_cmdline_uint(line, "hz", 1000);
-    uint32_t jobs = mv_cmdline_uint(line, "jobs", 0);
-    uint32_t ticks = mv_cmdline_uint(line, "ticks", 5000);
-    uint32_t trywrite = mv_cmdline_uint(line, "trywrite", 0);
-    uint32_t hang = mv_cmdline_uint(line, "hang", 0);
-    if (hz == 0 || hz > 10000)
-        hz = 1000;
+    uint32_t hz = cmdline_hz(line);
+    uint32_t jobs = cmdline_uint(line, "jobs", 0);
+    uint32_t ticks = cmdline_uint(line, "ticks", 5000);
+    uint32_t trywrite = cmdline_uint(line, "trywrite", 0);
+    uint32_t hang = cmdline_uint(line, "hang", 0);
     printf("mgmt_validator: hz=%u jobs=%u ticks=%u trywrite=%u hang=%u\n", hz, jobs, ticks, trywrite, hang);
-    mv_timer_start(hz);
-    int rc = mv_ata_init();
+    tick_start(pit_divisor(hz));
+    int rc = ide_probe(&disk);
+    if (rc == IDE_OK)
+        ide_irq_on(&disk);
     if (rc) {
-        printf("validator: %s\n", mv_ata_strerror(rc));
+        printf("validator: %s\n", ide_strerror(&disk, rc));
         exit(2);
     }
     sti();
     uint32_t seen = 0, last = 0, done = 0;
     for (;;) {
-        seen = mv_wait_tick(seen);
+        seen = tick_wait(seen);
         int32_t r = vmcall(HC_MOUNT_POLL, (uint32_t)job_buf, JOB_BUF_SIZE, 0);
         if (r == 1) {
             if (hang) {
@@ -443,7 +446,7 @@ void kmain(struct multiboot_info *mbi)
             if (fr || ur)
                 printf("validator: job %u: FINDINGS returned %d, UNMOUNT returned %d\n", job_id, fr, ur);
             done++;
-            last = mv_ticks;
+            last = tick_count;
             seen = last;
             if (jobs && done >= jobs)
                 break;
@@ -456,7 +459,7 @@ void kmain(struct multiboot_info *mbi)
             break;
         }
     }
-    printf("validator done: %u jobs, %u ATA commands, %u sectors read\n", done, mv_ata.commands,
-           mv_ata.sectors_read);
+    printf("validator done: %u jobs, %u ATA commands, %u sectors read\n", done, disk.commands,
+           disk.sectors_read);
     exit(0);
 }

@@ -7,13 +7,9 @@
 #ifndef MV_FAT_H
 #define MV_FAT_H
 #include "fw.h"
+#include "fat.h"
 #include "mv_sha256.h"
 
-#define MV_SECTOR 512
-#define MV_ATTR_VOLUME_ID 0x08
-#define MV_ATTR_DIRECTORY 0x10
-#define MV_ATTR_LONG_NAME 0x0F
-#define MV_ATTR_LONG_NAME_MASK 0x3F
 #define MV_LAST_LONG_ENTRY 0x40
 #define MV_NTRES_LOWER_BASE 0x08
 #define MV_NTRES_LOWER_EXT 0x10
@@ -33,47 +29,20 @@ typedef int (*mv_read_fn)(uint32_t lba, uint32_t count, void *buf);
 
 struct mv_fat {
     mv_read_fn read;
-    int type;                   /* 12, 16 or 32 */
-    uint32_t part_lba;
-    uint32_t fat_lba, fat_sectors;
-    uint32_t root_lba, root_sectors;   /* FAT12/16 fixed root directory */
+    struct fat_geom g;                 /* the volume's layout (type 12, 16 or 32) */
     uint32_t root_cluster;             /* FAT32 */
-    uint32_t data_lba, spc, clusters;  /* valid cluster numbers are 2 .. clusters + 1 */
     uint32_t cache_lba;
     int cache_valid;
 };
 
-static uint8_t mv_fat_cache[MV_SECTOR] __attribute__((aligned(16)));
-static uint8_t mv_fat_boot[MV_SECTOR] __attribute__((aligned(16)));
+static uint8_t mv_fat_cache[FAT_SECTOR] __attribute__((aligned(16)));
+static uint8_t mv_fat_boot[FAT_SECTOR] __attribute__((aligned(16)));
 
-static inline uint16_t mv_le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t mv_le32(const uint8_t *p)
+/* The BPB this reader accepts: plausible (fat_bpb_parse) with a FAT size (FATSz16 or FATSz32) and a total
+ * sector count. */
+static inline int mv_fat_bpb_ok(const uint8_t *bs, struct fat_bpb *b)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-static inline int mv_pow2(uint32_t v) { return v && !(v & (v - 1)); }
-
-/* A plausible FAT boot sector (fatgen103 3.1): jump, 512-byte sectors, power-of-two SecPerClus, reserved >= 1, at
- * least one FAT, a FAT size (FATSz16 or FATSz32) and a total sector count. */
-static inline int mv_fat_plausible(const uint8_t *bs)
-{
-    if (!(bs[0] == 0xEB || bs[0] == 0xE9))
-        return 0;
-    uint32_t fatsz = mv_le16(bs + 22) ? mv_le16(bs + 22) : mv_le32(bs + 36);
-    uint32_t total = mv_le16(bs + 19) ? mv_le16(bs + 19) : mv_le32(bs + 32);
-    return mv_le16(bs + 11) == MV_SECTOR && mv_pow2(bs[13]) && mv_le16(bs + 14) >= 1 && bs[16] >= 1 && fatsz &&
-           total;
-}
-
-static inline int mv_fat_type_is_fat(uint8_t t)
-{
-    switch (t) {
-    case 0x01: case 0x04: case 0x06: case 0x0B: case 0x0C: case 0x0E:
-    case 0x11: case 0x14: case 0x16: case 0x1B: case 0x1C: case 0x1E:
-        return 1;
-    default:
-        return 0;
-    }
+    return fat_bpb_parse(bs, b) && b->fatsz && b->total;
 }
 
 /* Open the volume at part_lba (0: the first MBR partition of a FAT type whose boot sector is plausible, else the
@@ -83,25 +52,18 @@ static inline int mv_fat_mount(struct mv_fat *fs, mv_read_fn read, uint32_t part
     memset(fs, 0, sizeof *fs);
     fs->read = read;
     uint8_t *s = mv_fat_boot;
+    struct fat_bpb b;
     if (part_lba == 0) {
         if (read(0, 1, s))
             return MV_FAT_IO;
         uint32_t starts[4];
-        int n = 0;
-        if (s[510] == 0x55 && s[511] == 0xAA) {
-            for (int i = 0; i < 4; i++) {
-                const uint8_t *rec = s + 446 + 16 * i;
-                uint32_t start = mv_le32(rec + 8);
-                if ((rec[0] & 0x7F) == 0 && start && mv_le32(rec + 12) && mv_fat_type_is_fat(rec[4]))
-                    starts[n++] = start;
-            }
-        }
-        int whole = mv_fat_plausible(s);
+        int n = fat_mbr_find(s, fat_part_type_fat, starts);
+        int whole = mv_fat_bpb_ok(s, &b);
         int found = 0;
         for (int i = 0; i < n && !found; i++) {
             if (read(starts[i], 1, s))
                 return MV_FAT_IO;
-            if (mv_fat_plausible(s)) {
+            if (mv_fat_bpb_ok(s, &b)) {
                 part_lba = starts[i];
                 found = 1;
             }
@@ -115,62 +77,41 @@ static inline int mv_fat_mount(struct mv_fat *fs, mv_read_fn read, uint32_t part
     } else if (read(part_lba, 1, s)) {
         return MV_FAT_IO;
     }
-    if (!mv_fat_plausible(s))
+    if (!mv_fat_bpb_ok(s, &b))
         return MV_FAT_NO_VOLUME;
-    uint32_t rsvd = mv_le16(s + 14), nfats = s[16], root_entries = mv_le16(s + 17);
-    uint32_t total = mv_le16(s + 19) ? mv_le16(s + 19) : mv_le32(s + 32);
-    uint32_t fatsz = mv_le16(s + 22) ? mv_le16(s + 22) : mv_le32(s + 36);
-    uint32_t root_sectors = (root_entries * 32 + MV_SECTOR - 1) / MV_SECTOR;
-    uint32_t meta = rsvd + nfats * fatsz + root_sectors;
-    if (total <= meta)
+    if (!fat_geom_init(&fs->g, &b, part_lba))
         return MV_FAT_NO_VOLUME;
-    fs->part_lba = part_lba;
-    fs->spc = s[13];
-    fs->fat_lba = part_lba + rsvd;
-    fs->fat_sectors = fatsz;
-    fs->root_lba = part_lba + rsvd + nfats * fatsz;
-    fs->root_sectors = root_sectors;
-    fs->data_lba = fs->root_lba + root_sectors;
-    fs->clusters = (total - meta) / fs->spc;
-    fs->type = fs->clusters < 4085 ? 12 : fs->clusters < 65525 ? 16 : 32;   /* fatgen103 3.5 */
-    if (fs->type == 32) {
-        fs->root_cluster = mv_le32(s + 44);
-        if (fs->root_cluster < 2 || fs->root_cluster >= fs->clusters + 2)
+    if (fs->g.type == 32) {
+        fs->root_cluster = fat_le32(s + 44);
+        if (fs->root_cluster < 2 || fs->root_cluster >= fs->g.clusters + 2)
             return MV_FAT_NO_VOLUME;
-    } else if (root_entries == 0) {
+    } else if (b.root_entries == 0) {
         return MV_FAT_NO_VOLUME;
     }
     return MV_FAT_OK;
 }
 
-static inline int mv_fat_valid(const struct mv_fat *fs, uint32_t c) { return c >= 2 && c < fs->clusters + 2; }
-
-static inline uint32_t mv_fat_cluster_lba(const struct mv_fat *fs, uint32_t c)
-{
-    return fs->data_lba + (c - 2) * fs->spc;
-}
-
 /* One byte of FAT 0 through a one-sector cache; -1 on a read error or past the FAT. */
 static inline int mv_fat_byte(struct mv_fat *fs, uint32_t off)
 {
-    uint32_t sector = off / MV_SECTOR;
-    if (sector >= fs->fat_sectors)
+    uint32_t sector = off / FAT_SECTOR;
+    if (sector >= fs->g.fat_sectors)
         return -1;
-    uint32_t lba = fs->fat_lba + sector;
+    uint32_t lba = fs->g.fat_lba + sector;
     if (!fs->cache_valid || fs->cache_lba != lba) {
         if (fs->read(lba, 1, mv_fat_cache))
             return -1;
         fs->cache_lba = lba;
         fs->cache_valid = 1;
     }
-    return mv_fat_cache[off % MV_SECTOR];
+    return mv_fat_cache[off % FAT_SECTOR];
 }
 
 /* The cluster after c: 0 at an end of chain, MV_FAT_BAD_CHAIN for a free/bad/out-of-range link, MV_FAT_IO. */
 static inline int32_t mv_fat_step(struct mv_fat *fs, uint32_t c)
 {
     uint32_t v = 0, eoc;
-    if (fs->type == 12) {
+    if (fs->g.type == 12) {
         int lo = mv_fat_byte(fs, c + c / 2), hi = mv_fat_byte(fs, c + c / 2 + 1);
         if (lo < 0 || hi < 0)
             return MV_FAT_IO;
@@ -178,20 +119,20 @@ static inline int32_t mv_fat_step(struct mv_fat *fs, uint32_t c)
         v = (c & 1) ? v >> 4 : v & 0xFFF;
         eoc = 0xFF8;
     } else {
-        uint32_t width = fs->type == 16 ? 2 : 4;
+        uint32_t width = fs->g.type == 16 ? 2 : 4;
         for (uint32_t i = 0; i < width; i++) {
             int b = mv_fat_byte(fs, c * width + i);
             if (b < 0)
                 return MV_FAT_IO;
             v |= (uint32_t)b << (8 * i);
         }
-        if (fs->type == 32)
+        if (fs->g.type == 32)
             v &= 0x0FFFFFFFu;                           /* fatgen103 4: the high 4 bits are reserved */
-        eoc = fs->type == 16 ? 0xFFF8 : 0x0FFFFFF8u;
+        eoc = fs->g.type == 16 ? 0xFFF8 : 0x0FFFFFF8u;
     }
     if (v >= eoc)
         return 0;
-    if (!mv_fat_valid(fs, v))
+    if (!fat_valid_cluster(&fs->g, v))
         return MV_FAT_BAD_CHAIN;
     return (int32_t)v;
 }
@@ -212,7 +153,7 @@ struct mv_dir {
     struct mv_fat *fs;
     int fixed, ended;
     uint32_t lba, left, cluster, steps, off;
-    uint8_t sec[MV_SECTOR];
+    uint8_t sec[FAT_SECTOR];
     int nslots;                     /* long-name slots collected (-1: more than MV_LFN_MAX_SLOTS) */
     uint8_t ords[MV_LFN_MAX_SLOTS], sums[MV_LFN_MAX_SLOTS];
     uint32_t text[MV_LFN_MAX_SLOTS][13];
@@ -225,12 +166,12 @@ static inline void mv_dir_open(struct mv_fat *fs, struct mv_dir *d, uint32_t clu
     d->fs = fs;
     d->ended = 0;
     d->steps = 0;
-    d->off = MV_SECTOR;
+    d->off = FAT_SECTOR;
     d->nslots = 0;
-    if (cluster == 0 && fs->type != 32) {
+    if (cluster == 0 && fs->g.type != 32) {
         d->fixed = 1;
-        d->lba = fs->root_lba;
-        d->left = fs->root_sectors;
+        d->lba = fs->g.root_lba;
+        d->left = fs->g.root_sectors;
     } else {
         d->fixed = 0;
         d->cluster = cluster ? cluster : fs->root_cluster;
@@ -339,9 +280,9 @@ static inline void mv_lfn_slot(struct mv_dir *d, int slot, const uint8_t *e)
     static const uint8_t pos[13] = { 1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30 };
     uint32_t n = 0;
     for (int i = 0; i < 13; i++) {
-        uint32_t u = mv_le16(e + pos[i]);
+        uint32_t u = fat_le16(e + pos[i]);
         if (u >= 0xD800 && u < 0xDC00 && i + 1 < 13) {
-            uint32_t u2 = mv_le16(e + pos[i + 1]);
+            uint32_t u2 = fat_le16(e + pos[i + 1]);
             if (u2 >= 0xDC00 && u2 < 0xE000) {
                 d->text[slot][n++] = 0x10000 + ((u - 0xD800) << 10) + (u2 - 0xDC00);
                 i++;
@@ -384,7 +325,7 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
 {
     struct mv_fat *fs = d->fs;
     while (!d->ended) {
-        if (d->off >= MV_SECTOR) {
+        if (d->off >= FAT_SECTOR) {
             if (d->left == 0) {
                 if (d->fixed) {
                     d->ended = 1;
@@ -398,13 +339,13 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
                     }
                     d->cluster = (uint32_t)nx;
                 }
-                if (!mv_fat_valid(fs, d->cluster) || d->steps > fs->clusters) {
+                if (!fat_valid_cluster(&fs->g, d->cluster) || d->steps > fs->g.clusters) {
                     d->ended = 1;
                     return MV_FAT_BAD_CHAIN;
                 }
                 d->steps++;
-                d->lba = mv_fat_cluster_lba(fs, d->cluster);
-                d->left = fs->spc;
+                d->lba = fat_cluster_lba(&fs->g, d->cluster);
+                d->left = fs->g.spc;
             }
             if (fs->read(d->lba, 1, d->sec)) {
                 d->ended = 1;
@@ -426,7 +367,7 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
             d->nslots = 0;
             continue;
         }
-        if ((attr & MV_ATTR_LONG_NAME_MASK) == MV_ATTR_LONG_NAME) {
+        if ((attr & FAT_ATTR_LONG_NAME_MASK) == FAT_ATTR_LONG_NAME) {
             if (r[0] & MV_LAST_LONG_ENTRY) {
                 d->nslots = 0;
                 d->ords[0] = r[0] & 0x3F;
@@ -443,7 +384,7 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
             d->nslots++;
             continue;
         }
-        if (((attr & MV_ATTR_VOLUME_ID) && !(attr & MV_ATTR_DIRECTORY)) ||
+        if (((attr & FAT_ATTR_VOLUME_ID) && !(attr & FAT_ATTR_DIRECTORY)) ||
             (r[0] == '.' && (memcmp(r + 1, "          ", 10) == 0 || (r[1] == '.' && memcmp(r + 2, "         ", 9) == 0)))) {
             d->nslots = 0;
             continue;
@@ -451,10 +392,10 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
         memcpy(e->raw, r, 11);
         e->attr = attr;
         e->ntres = r[12];
-        e->wtime = mv_le16(r + 22);
-        e->wdate = mv_le16(r + 24);
-        e->size = mv_le32(r + 28);
-        e->first_cluster = mv_le16(r + 26) | (fs->type == 32 ? (uint32_t)mv_le16(r + 20) << 16 : 0);
+        e->wtime = fat_le16(r + 22);
+        e->wdate = fat_le16(r + 24);
+        e->size = fat_le32(r + 28);
+        e->first_cluster = fat_le16(r + 26) | (fs->g.type == 32 ? (uint32_t)fat_le16(r + 20) << 16 : 0);
         e->lba = d->lba - 1;
         e->off = off;
         mv_short_text(r, r[12], e->short_name, sizeof e->short_name, 0);
@@ -470,7 +411,7 @@ static inline int mv_dir_next(struct mv_dir *d, struct mv_dirent *e)
             }
         }
         d->nslots = 0;
-        if (attr & MV_ATTR_DIRECTORY)
+        if (attr & FAT_ATTR_DIRECTORY)
             e->size = 0;
         return 1;
     }
@@ -504,7 +445,7 @@ static inline int mv_fat_lookup(struct mv_fat *fs, const char *path, struct mv_d
     uint32_t dir = 0;
     const char *p = path;
     memset(e->raw, ' ', 11);
-    e->attr = MV_ATTR_DIRECTORY;
+    e->attr = FAT_ATTR_DIRECTORY;
     e->wtime = e->wdate = 0;
     e->first_cluster = 0;
     e->size = 0;
@@ -518,7 +459,7 @@ static inline int mv_fat_lookup(struct mv_fat *fs, const char *path, struct mv_d
         const char *end = p;
         while (*end && *end != '/')
             end++;
-        if (!(e->attr & MV_ATTR_DIRECTORY))
+        if (!(e->attr & FAT_ATTR_DIRECTORY))
             return MV_FAT_NOT_A_DIR;
         if (e->lba && e->first_cluster == 0)
             return MV_FAT_BAD_CHAIN;
@@ -546,19 +487,19 @@ static inline int mv_fat_hash_file(struct mv_fat *fs, uint32_t first, uint32_t s
 {
     if (size == 0)
         return MV_FAT_OK;
-    uint32_t need = size / MV_SECTOR + (size % MV_SECTOR ? 1 : 0);   /* sectors holding the content */
-    uint32_t spc = fs->spc, c = first, s = 0, left = size;
+    uint32_t need = size / FAT_SECTOR + (size % FAT_SECTOR ? 1 : 0);   /* sectors holding the content */
+    uint32_t spc = fs->g.spc, c = first, s = 0, left = size;
     uint32_t run_lba = 0, run_len = 0, clusters = 0;
     while (s < need) {
-        if (!mv_fat_valid(fs, c) || clusters > fs->clusters)
+        if (!fat_valid_cluster(&fs->g, c) || clusters > fs->g.clusters)
             return MV_FAT_BAD_CHAIN;
         clusters++;
-        uint32_t lba = mv_fat_cluster_lba(fs, c);
+        uint32_t lba = fat_cluster_lba(&fs->g, c);
         for (uint32_t k = 0; k < spc && s < need; k++, s++) {
             if (run_len && (lba + k != run_lba + run_len || run_len == buf_sectors)) {
                 if (fs->read(run_lba, run_len, buf))
                     return MV_FAT_IO;
-                uint32_t bytes = run_len * MV_SECTOR < left ? run_len * MV_SECTOR : left;
+                uint32_t bytes = run_len * FAT_SECTOR < left ? run_len * FAT_SECTOR : left;
                 mv_sha256_update(sha, buf, bytes);
                 if (copy)
                     memcpy(copy + (size - left), buf, bytes);

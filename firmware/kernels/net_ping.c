@@ -9,15 +9,14 @@
  */
 #include "fw.h"
 #include "ne2000.h"
+#include "ether.h"
+#include "util.h"
 
 #define NE_IO 0x300
 #define NE_IRQ 9
-#define VEC_TIMER 0x20
-#define VEC_NIC (0x28 + NE_IRQ - 8)
 #define PIT_DIVISOR 11932          /* 1193182 / 11932 = 100 Hz */
 #define REPLY_TICKS 200            /* 2 s for a reply */
 #define SILENCE_TICKS 20           /* 0.2 s to show that nothing comes */
-#define ETHERTYPE_PING 0x88B5
 #define FLAG_DECOYS 0x01
 
 static const uint8_t peer_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x99};
@@ -25,52 +24,15 @@ static const uint8_t bcast[6] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
 static const uint8_t group[6] = {0x01, 0x00, 0x5E, 0x00, 0x00, 0x01};
 
 static struct ne2k nic;
-static volatile uint32_t ticks;
-static volatile uint8_t nic_isr_seen;
 static uint8_t frame[1600];
 static uint8_t rx[1600];
 static uint32_t rx_count;
 
-static void timer_irq(struct regs *r)
-{
-    (void)r;
-    ticks++;
-    pic_eoi(0);
-}
-
-static void nic_irq(struct regs *r)
-{
-    (void)r;
-    nic_isr_seen |= ne2k_ack(&nic);
-    pic_eoi(NE_IRQ);
-}
-
-static void print_mac(const uint8_t *m)
-{
-    printf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-}
-
-static uint32_t fnv1a(const uint8_t *p, uint32_t n)
-{
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 /* Build a PING request to dst: header, "PING", seq, flags, then a pattern up to len bytes. */
 static uint16_t build_ping(const uint8_t *dst, uint8_t seq, uint8_t flags, uint16_t len)
 {
-    memcpy(frame, dst, 6);
-    memcpy(frame + 6, nic.mac, 6);
-    frame[12] = ETHERTYPE_PING >> 8;
-    frame[13] = ETHERTYPE_PING & 0xFF;
-    memcpy(frame + 14, "PING", 4);
-    frame[18] = seq;
-    frame[19] = flags;
-    for (uint16_t i = 20; i < len; i++)
+    peer_header(frame, dst, nic.mac, "PING", seq, flags);
+    for (uint16_t i = PEER_HDR_LEN; i < len; i++)
         frame[i] = (uint8_t)(i * 7 + seq);
     return len;
 }
@@ -105,9 +67,9 @@ static int drain(uint8_t seq)
 /* Wait (HLT, woken by the NIC or the 100 Hz timer) until a frame is in the ring or limit ticks pass. */
 static int wait_rx(uint32_t limit)
 {
-    uint32_t t0 = ticks;
+    uint32_t t0 = tick_count;
     while (!ne2k_rx_pending(&nic)) {
-        if (ticks - t0 >= limit)
+        if (tick_count - t0 >= limit)
             return 0;
         sti_hlt();
         cli();
@@ -120,9 +82,9 @@ static void ping(const char *what, uint8_t seq, uint16_t len)
 {
     uint8_t tsr = ne2k_send(&nic, frame, len);
     printf("tx seq=%u %s len=%u tsr=%02x\n", seq, what, len, tsr);
-    uint32_t t0 = ticks;
+    uint32_t t0 = tick_count;
     while (!drain(seq)) {
-        if (!wait_rx(REPLY_TICKS) || ticks - t0 >= REPLY_TICKS) {
+        if (!wait_rx(REPLY_TICKS) || tick_count - t0 >= REPLY_TICKS) {
             printf("  no reply to seq=%u\n", seq);
             return;
         }
@@ -133,23 +95,7 @@ void kmain(struct multiboot_info *mbi)
 {
     (void)mbi;
     printf("net_ping: NE2000 at %x irq %u\n", NE_IO, NE_IRQ);
-    if (!ne2k_present(NE_IO)) {
-        printf("no NE2000 at %x\n", NE_IO);
-        exit(0);
-    }
-    pic_remap(0x20, 0x28);
-    set_handler(VEC_TIMER, timer_irq);
-    set_handler(VEC_NIC, nic_irq);
-    outb(0x43, 0x34);                 /* PIT channel 0, lobyte/hibyte, mode 2 */
-    outb(0x40, PIT_DIVISOR & 0xFF);
-    outb(0x40, PIT_DIVISOR >> 8);
-    pic_unmask(0);
-    pic_unmask(NE_IRQ);
-
-    if (ne2k_init(&nic, NE_IO, true, NE_RCR_AB, NE_ISR_PRX) != 0) {
-        printf("init failed\n");
-        exit(1);
-    }
+    net_start(&nic, NE_IO, NE_IRQ, NE_RCR_AB, NE_ISR_PRX, PIT_DIVISOR);
     printf("prom:");
     for (int i = 0; i < 32; i++)
         printf(" %02x", nic.prom[i]);
@@ -208,16 +154,16 @@ void kmain(struct multiboot_info *mbi)
     ne2k_write_mem(&nic, NE_TX_PAGE << 8, frame, len);
     isr = ne2k_transmit_page(&nic, 0xC0, len);
     printf("tx seq=%u tpsr=c0: ptx=%u\n", seq, (isr & NE_ISR_PTX) ? 1 : 0);
-    uint32_t t0 = ticks;
+    uint32_t t0 = tick_count;
     while (!drain(seq)) {
-        if (!wait_rx(REPLY_TICKS) || ticks - t0 >= REPLY_TICKS) {
+        if (!wait_rx(REPLY_TICKS) || tick_count - t0 >= REPLY_TICKS) {
             printf("  no reply to seq=%u\n", seq);
             break;
         }
     }
 
     printf("received %u frames; bnry=%02x curr=%02x irq-seen=%s\n", rx_count, ne2k_in(&nic, NE_P0_BNRY),
-           ne2k_curr(&nic), (nic_isr_seen & NE_ISR_PRX) ? "yes" : "no");
+           ne2k_curr(&nic), (ne2k_irq_seen & NE_ISR_PRX) ? "yes" : "no");
     pic_set_mask(0xFFFF);
     exit(0);
 }

@@ -6,25 +6,18 @@
  */
 #include "fw.h"
 #include "ne2000.h"
+#include "ether.h"
+#include "util.h"
 
 #define NE_IO 0x300
 #define PIT_DIVISOR 11932          /* 100 Hz */
 #define REPLY_TICKS 200
 #define SILENCE_TICKS 20
-#define ETHERTYPE_PING 0x88B5
 
 static const uint8_t peer_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x99};
 static struct ne2k nic;
-static volatile uint32_t ticks;
 static uint8_t frame[64];
 static uint8_t seq;
-
-static void timer_irq(struct regs *r)
-{
-    (void)r;
-    ticks++;
-    pic_eoi(0);
-}
 
 static uint8_t curr(void) { return ne2k_curr(&nic); }
 
@@ -41,15 +34,10 @@ static uint8_t ping(uint32_t limit)
     uint8_t before = curr();
     seq++;
     memset(frame, 0, sizeof frame);
-    memcpy(frame, peer_mac, 6);
-    memcpy(frame + 6, nic.mac, 6);
-    frame[12] = ETHERTYPE_PING >> 8;
-    frame[13] = ETHERTYPE_PING & 0xFF;
-    memcpy(frame + 14, "PING", 4);
-    frame[18] = seq;
+    peer_header(frame, peer_mac, nic.mac, "PING", seq, 0);
     ne2k_send(&nic, frame, 60);
-    uint32_t t0 = ticks;
-    while (curr() == before && ticks - t0 < limit) {
+    uint32_t t0 = tick_count;
+    while (curr() == before && tick_count - t0 < limit) {
         sti_hlt();
         cli();
     }
@@ -88,20 +76,7 @@ void kmain(struct multiboot_info *mbi)
 {
     (void)mbi;
     printf("net_ring: NE2000 at %x\n", NE_IO);
-    if (!ne2k_present(NE_IO)) {
-        printf("no NE2000 at %x\n", NE_IO);
-        exit(0);
-    }
-    pic_remap(0x20, 0x28);
-    set_handler(0x20, timer_irq);
-    outb(0x43, 0x34);
-    outb(0x40, PIT_DIVISOR & 0xFF);
-    outb(0x40, PIT_DIVISOR >> 8);
-    pic_unmask(0);
-    if (ne2k_init(&nic, NE_IO, true, NE_RCR_AB, 0) != 0) {
-        printf("init failed\n");
-        exit(1);
-    }
+    net_start(&nic, NE_IO, -1, NE_RCR_AB, 0, PIT_DIVISOR);
 
     show("baseline", ping(REPLY_TICKS));
     drain();

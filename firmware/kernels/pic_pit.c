@@ -4,14 +4,13 @@
  * 0/2/3, access modes, BCD, counter latch, read-back, port 0x61 gate/OUT2 with a mode-0 one-shot polled to the end,
  * and N timer interrupts taken with sti/hlt. IRQ 14 (the priority and spurious cases) needs a disk on the primary
  * master; without one those parts say so. No PIT count, no loop count is ever printed. */
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
+#include "pit.h"
 
 #define MASTER_BASE 0x20
 #define SLAVE_BASE 0x28
-#define PIT_CH0 0x40
-#define PIT_CH2 0x42
-#define PIT_CTRL 0x43
-#define PORT61 0x61
 #define ELCR1 0x4D0
 #define ELCR2 0x4D1
 /* 10 ms / 14 ms: QEMU counts in host time, so a one-shot must outlast the port writes that follow its load even
@@ -97,7 +96,7 @@ static void pit_load(int ch, uint8_t mode_bits, uint16_t count)
 static void wait_irr(uint16_t port, uint8_t bit)
 {
     uint32_t i = 0;
-    while (!(pic_read_irr(port) & bit) && i < POLL_LIMIT / 16) {
+    while (!(pic_read_irr(port) & bit) && i < ATA_POLL_LIMIT / 16) {
         spin(2000);
         i++;
     }
@@ -338,7 +337,7 @@ static void test_pit(void)
     s = pit_status(2);
     printf("mode 0 loaded: status & 7f = %02x, port 61 gate/speaker = %x\n", s & 0x7F, inb(PORT61) & 0x03);
     uint32_t i = 0;
-    while (!(inb(PORT61) & 0x20) && i < POLL_LIMIT / 16) {
+    while (!(inb(PORT61) & 0x20) && i < ATA_POLL_LIMIT / 16) {
         spin(2000);
         i++;
     }
@@ -349,7 +348,7 @@ static void test_pit(void)
     pit_load(2, 0x00, CH2_TICKS);
     outb(PIT_CTRL, 0x80);                   /* latch counter 2 */
     i = 0;
-    while (!(inb(PORT61) & 0x20) && i < POLL_LIMIT / 16) {
+    while (!(inb(PORT61) & 0x20) && i < ATA_POLL_LIMIT / 16) {
         spin(2000);
         i++;
     }

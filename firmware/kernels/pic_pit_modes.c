@@ -6,14 +6,13 @@
  * runs on host time: every printed fact has a margin of milliseconds, no count or loop count is printed, and OUT in
  * modes 4/5 (high for one tick) is never sampled. The special mask part needs a disk on the primary master (IRQ 14
  * from FLUSH CACHE); without one it says so. */
-#include "ide.h"
+#include "fw.h"
+#include "ata.h"
+#include "util.h"
+#include "pit.h"
 
 #define MASTER_BASE 0x20
 #define SLAVE_BASE 0x28
-#define PIT_CH0 0x40
-#define PIT_CH2 0x42
-#define PIT_CTRL 0x43
-#define PORT61 0x61
 #define ONESHOT_TICKS 5966              /* 5 ms */
 #define GATE_TICKS 0x2000               /* 6.9 ms; the gate edge comes once half of it has run */
 
@@ -44,7 +43,7 @@ static uint16_t pit_latch(int ch)
 static void wait_irr0(void)
 {
     uint32_t i = 0;
-    while (!(pic_read_irr(0x20) & 1) && i < POLL_LIMIT / 16) {
+    while (!(pic_read_irr(0x20) & 1) && i < ATA_POLL_LIMIT / 16) {
         spin(500);
         i++;
     }
@@ -58,7 +57,7 @@ static void wait_ticks(uint16_t n)
     outb(PORT61, 0x01);
     pit_load(2, 0, n);
     uint32_t i = 0;
-    while (!(inb(PORT61) & 0x20) && i < POLL_LIMIT / 16) {
+    while (!(inb(PORT61) & 0x20) && i < ATA_POLL_LIMIT / 16) {
         spin(500);
         i++;
     }
@@ -143,7 +142,7 @@ static void counter2_gate(int mode)
     pit_load(2, mode, GATE_TICKS);
     uint8_t s = pit_status(2);
     uint32_t i = 0;
-    while (pit_latch(2) > GATE_TICKS / 2 && i < POLL_LIMIT / 16) {
+    while (pit_latch(2) > GATE_TICKS / 2 && i < ATA_POLL_LIMIT / 16) {
         spin(200);
         i++;
     }
@@ -151,7 +150,7 @@ static void counter2_gate(int mode)
     uint16_t c = pit_latch(2);
     uint8_t out2 = (inb(PORT61) >> 5) & 1;   /* sampled at once: printing takes host time under QEMU */
     printf("counter 2 mode %d, count %u, gate low at the load: status %02x; counting with the gate low: %s; a gate "
-           "rising edge restarts the count: %s", mode, GATE_TICKS, s & 0x3F, i < POLL_LIMIT / 16 ? "yes" : "no",
+           "rising edge restarts the count: %s", mode, GATE_TICKS, s & 0x3F, i < ATA_POLL_LIMIT / 16 ? "yes" : "no",
            c > GATE_TICKS / 2 ? "yes" : "no");
     if (mode == 1)
         printf("; OUT2 just after the edge %u", out2);
@@ -171,7 +170,7 @@ static void test_special_mask(void)
     (void)inb(ATA_STATUS);
     outb(ATA_COMMAND, ATA_CMD_FLUSH_CACHE);
     uint32_t i = 0;
-    while (!(pic_read_irr(0xA0) & 0x40) && i < POLL_LIMIT / 16) {
+    while (!(pic_read_irr(0xA0) & 0x40) && i < ATA_POLL_LIMIT / 16) {
         spin(500);
         i++;
     }

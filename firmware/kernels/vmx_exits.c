@@ -3,19 +3,7 @@
  * CPUID (no values), RDTSC (only that it increases), HLT woken by a PIT interrupt, INT3, INVLPG.
  * Needs an ATA disk on the primary master (any contents; sector 1 is overwritten). VMCALL is in `hypercall`. */
 #include "fw.h"
-
-#define ATA_DATA 0x1F0
-#define ATA_COUNT 0x1F2
-#define ATA_LBA0 0x1F3
-#define ATA_LBA1 0x1F4
-#define ATA_LBA2 0x1F5
-#define ATA_DEVICE 0x1F6
-#define ATA_STATUS 0x1F7
-#define ATA_COMMAND 0x1F7
-#define ATA_CONTROL 0x3F6
-#define ATA_BSY 0x80
-#define ATA_DRQ 0x08
-#define ATA_ERR 0x01
+#include "ata.h"
 
 static uint16_t sector_out[256];
 static uint32_t sector_in[128];
@@ -23,23 +11,8 @@ static volatile uint32_t ticks;
 static volatile uint32_t int3_seen;
 static volatile uint32_t int3_eip;
 
-/* Poll until BSY clears (bounded so a broken device cannot hang the run); returns the final status. */
-static uint8_t ata_wait(void)
-{
-    uint8_t s = inb(ATA_STATUS);
-    for (uint32_t i = 0; i < 1000000 && (s & ATA_BSY); i++)
-        s = inb(ATA_STATUS);
-    return s;
-}
-
-static void ata_select_lba(uint32_t lba)
-{
-    outb(ATA_COUNT, 1);
-    outb(ATA_LBA0, (uint8_t)lba);
-    outb(ATA_LBA1, (uint8_t)(lba >> 8));
-    outb(ATA_LBA2, (uint8_t)(lba >> 16));
-    outb(ATA_DEVICE, (uint8_t)(0xE0 | ((lba >> 24) & 0x0F)));
-}
+/* Poll the status register until BSY clears (bounded so a broken device cannot hang the run). */
+static uint8_t ata_wait(void) { return ata_poll_bsy(ATA_STATUS, 1000000); }
 
 static void test_port_io(void)
 {
@@ -71,7 +44,7 @@ static void test_ata(void)
     }
     for (uint32_t i = 0; i < 256; i++)
         sector_out[i] = (uint16_t)(0xA500 + i * 7);
-    ata_select_lba(1);
+    ata_lba28(1, 1);
     outb(ATA_COMMAND, 0x30);   /* WRITE SECTORS */
     s = ata_wait();
     printf("ata write sectors lba 1: status before data %02x\n", s);
@@ -80,7 +53,7 @@ static void test_ata(void)
     outsw(ATA_DATA, sector_out, 256);
     s = ata_wait();
     printf("rep outsw 256 words: status after %02x\n", s);
-    ata_select_lba(1);
+    ata_lba28(1, 1);
     outb(ATA_COMMAND, 0x20);   /* READ SECTORS */
     s = ata_wait();
     printf("ata read sectors lba 1: status before data %02x\n", s);
