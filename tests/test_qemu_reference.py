@@ -199,7 +199,7 @@ def test_slot_disks_are_told_apart(tmp_path: Path) -> None:
 
 
 def _pattern(sectors: int, lba: int, tag: int) -> bytes:
-    """firmware/kernels/ide.h fill_pattern: word 0 = tag, word 1 = LBA, then tag ^ LBA * 0x9E3779B1 ^ i * 0x85EBCA77."""
+    """firmware/lib/ata.c fill_pattern: word 0 = tag, word 1 = LBA, then tag ^ LBA * 0x9E3779B1 ^ i * 0x85EBCA77."""
     out = bytearray()
     for s in range(sectors):
         for i in range(128):
