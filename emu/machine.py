@@ -263,7 +263,7 @@ class Machine:
         if self.break_before is not None and self.break_before(pc & 0xFFFFFFFF):
             return  # a debugger breakpoint stops the run before this instruction: handled when it really runs
         if mnemonic in decode.WINDOW_OPENERS:
-            if self.pic.intr:
+            if self.pic.intr or self.vmx.interrupt_window_exits:
                 self._window_steps = 2 if mnemonic == "sti" else 1
                 cpu.skip_hook_at = pc
                 cpu.request_stop("window")
@@ -600,6 +600,9 @@ class Machine:
         if self._window_steps:
             target = min(target, cpu.vtime + self._window_steps)
             self._window_steps = 0
+        elif (self.pic.intr or vmx.interrupt_window_exits) and cpu.reg("eflags") & EFLAGS_IF \
+                and cpu.interrupt_shadow:
+            target = min(target, cpu.vtime + 1)     # the window opens after the shadowed instruction
         mtf = vmx.monitor_trap_flag
         if mtf:
             target = min(target, cpu.vtime + 1)

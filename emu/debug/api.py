@@ -101,20 +101,27 @@ class Session:
     def next_exit(self, kind: Optional[str | int] = None, **filters: int) -> Stop:
         """Run to the next VM exit (of reason ``kind``, e.g. "IO_INSTRUCTION", and ``port=``/``msr=``/``vector=``).
 
-        Returns with ``exit`` set, or ``kind == "ended"`` if the guest ended first. Without ``kind`` any
-        recorded exit stops it.
+        Returns with ``exit`` set, or ``kind == "ended"`` if the guest ended first. Without ``kind`` the next exit the
+        current VMX controls produce stops it; with ``kind`` the controls such an exit needs are on meanwhile
+        (``emu.debug.exitbreaks``), and a kind that could never fire raises ValueError.
         """
         if kind is None and filters:
             raise ValueError("port/msr/vector filters need an exit reason")
-        reasons = [reason_number(str(kind))] if kind is not None else sorted({r.reason for r in _ANY})
-        added = [ExitBreak(r, filters.get("port"), filters.get("msr"), filters.get("vector")) for r in reasons]
-        added = [b for b in added if b not in self.target.exit_breaks]
-        self.target.exit_breaks.extend(added)
+        target = self.target
+        added: Optional[ExitBreak] = None
+        if kind is None:
+            target.any_exit = True
+        else:
+            b = ExitBreak(reason_number(str(kind)), filters.get("port"), filters.get("msr"), filters.get("vector"))
+            if b not in target.exit_breaks:
+                target.add_exit_break(b)       # BreakRefused (a ValueError) when it could never fire
+                added = b
         try:
-            ev = self.target.resume({TID: ResumeAction(ResumeKind.CONTINUE)})
+            ev = target.resume({TID: ResumeAction(ResumeKind.CONTINUE)})
         finally:
-            for b in added:
-                self.target.exit_breaks.remove(b)
+            target.any_exit = False
+            if added is not None:
+                target.remove_exit_break(added)
         stop = self._stop(ev, "limit")
         if ev.info.startswith("exit ") and self._g.exits:
             return Stop("exit", stop.icount, stop.eip, self._g.exits[-1])
@@ -146,9 +153,3 @@ class Session:
         rec = self._g.exits[-1] if kind == "exit" and self._g.exits else None
         return Stop(kind, cpu.icount, cpu.reg("eip"), rec, message=ev.info)
 
-
-_ANY = [ExitBreak(r) for r in (reason_number("IO_INSTRUCTION"), reason_number("HLT"),
-                               reason_number("EXTERNAL_INTERRUPT"), reason_number("EXCEPTION_NMI"),
-                               reason_number("CPUID"), reason_number("RDMSR"), reason_number("WRMSR"),
-                               reason_number("CR_ACCESS"), reason_number("VMCALL"), reason_number("RDTSC"),
-                               reason_number("INVLPG"))]

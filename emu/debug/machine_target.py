@@ -4,19 +4,23 @@ Each Machine is one gdb thread (1-based). Breakpoints (``Z0`` and ``Z1`` alike) 
 that stop *before* the instruction (guest memory is never patched with int3); watchpoints are Unicorn
 memory hooks on the guest-physical bytes behind the watched linear address and stop *after* the
 accessing instruction (like x86 data breakpoints, SDM Vol. 3B §18.2.4: the debug exception is a trap).
-The run loop is ``Machine.run``'s, step for step (timers, interrupt delivery at the window, the I/O
-fault hand-off, HLT warp), with extra stop points: a single step executes exactly one guest
-instruction, and afterwards delivers an interrupt that became deliverable, so the stop shows the
-handler's first instruction (QEMU's gdbstub behaves the same when IRQs are not masked in steps).
 
-VM exits: until the VMX layer reports exits through ``machine.observers`` (``on_vmexit(vmexit) -> bool``),
-the adapter records I/O-instruction, HLT, external-interrupt and exception exits itself (wrapping the
-vCPU's I/O and interrupt handlers), so ``monitor exits`` and ``monitor break-exit`` work today.
+One loop: the guest runs only through ``Machine.advance`` (timers, interrupt delivery at the window, the VMX
+exits and their handlers' decisions, the I/O fault hand-off, HLT), with the debugger's stop points on top: a
+one-instruction deadline for a step, breakpoints, watchpoints, and ``Machine.request_exit_stop`` for a
+``break-exit``.  After a step the boundary work is done at once (``Machine.enter``), so an interrupt that became
+deliverable is delivered and the stop shows the handler's first instruction (QEMU's gdbstub does the same when
+IRQs are not masked in steps).  Under ``emu host`` every turn goes through ``Host.step_guest``: the trap handler's
+poll, paused and detached guests, and the scenario's budgets stay in force.
+
+VM exits are the VMX layer's (``machine.vmx.observers``): ``monitor exits`` lists them, ``break-exit`` stops after
+one and turns on the controls such an exit needs while it is set (``emu.debug.exitbreaks``).
 """
 from __future__ import annotations
 
 import collections
 import ctypes
+import dataclasses
 import os
 import sys
 import threading
@@ -26,11 +30,10 @@ from typing import Mapping, Optional, Sequence, TextIO
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UcError
 from unicorn.unicorn_py3.unicorn import uclib
 
-from emu.cpu import decode
-from emu.cpu.interrupts import Event
 from emu.cpu.native import library as icount_library
-from emu.cpu.vcpu import EFLAGS_IF, GPRS, GuestMemoryError, Stop
-from emu.debug.exits import EXIT_REASONS, ExitBreak, ExitRecord, io_qualification, reason_number
+from emu.cpu.vcpu import GPRS, GuestMemoryError
+from emu.debug import exitbreaks
+from emu.debug.exits import EXIT_REASONS, ExitBreak, ExitRecord, reason_number
 from emu.debug.gdbstub import GdbStub, SessionEnd, serve_gdb
 from emu.debug.monitor import MonitorDispatcher, MonitorError, parse_int, parse_options
 from emu.debug.target import (BreakKind, MemoryAccessError, RegisterAccessError, ResumeAction, ResumeKind,
@@ -46,10 +49,6 @@ EXIT_HISTORY = 4096
 """VM exits kept per guest for ``monitor exits``."""
 
 IO_EXIT = EXIT_REASONS["IO_INSTRUCTION"]
-HLT_EXIT = EXIT_REASONS["HLT"]
-EXTINT_EXIT = EXIT_REASONS["EXTERNAL_INTERRUPT"]
-EXCEPTION_EXIT = EXIT_REASONS["EXCEPTION_NMI"]
-TRIPLE_FAULT_EXIT = EXIT_REASONS["TRIPLE_FAULT"]
 
 _WATCH_REASON = {BreakKind.WRITE: StopReason.WATCH, BreakKind.READ: StopReason.RWATCH,
                  BreakKind.ACCESS: StopReason.AWATCH}
@@ -70,6 +69,7 @@ class _Guest:
 
     tid: int
     machine: object
+    name: str = ""
     exits: collections.deque = field(default_factory=lambda: collections.deque(maxlen=EXIT_HISTORY))
     code_hooks: dict[int, int] = field(default_factory=dict)           # linear address -> hook handle
     watch_hooks: dict[tuple, list[int]] = field(default_factory=dict)  # (kind, addr, len) -> handles
@@ -77,49 +77,108 @@ class _Guest:
     hit: Optional[_Hit] = None
     exit_hit: Optional[ExitRecord] = None
     stepping_off: Optional[int] = None   # a breakpoint at this EIP is ignored (resuming from it)
-    vmx_reports: bool = False            # the VMX layer reports exits through machine.observers
     ended: Optional[object] = None       # the RunResult once the guest is over
+    observer: Optional[object] = None
+    armed: Optional[exitbreaks.Armed] = None
+    break_keys: dict = field(default_factory=dict)   # ExitBreak -> the control changes it holds on this guest
 
     @property
     def cpu(self):
         return self.machine.cpu
 
 
+def exit_record(tid: int, vmexit) -> ExitRecord:
+    """The VMX layer's ``VmExit`` as the debugger lists it: port (and the OUT value), MSR (ECX), vector."""
+    reason = int(vmexit.reason)
+    port = msr = vector = value = None
+    regs = vmexit.regs
+    q = vmexit.decoded
+    if reason == IO_EXIT and q is not None:
+        port = q.port
+        if not q.string and q.direction.name == "OUT" and "eax" in regs:
+            value = regs["eax"] & ((1 << (8 * q.size)) - 1)
+    elif reason in (EXIT_REASONS["RDMSR"], EXIT_REASONS["WRMSR"]) and "ecx" in regs:
+        msr = regs["ecx"]
+    if vmexit.interruption is not None and vmexit.interruption.valid:
+        vector = int(vmexit.interruption.vector)
+    return ExitRecord(tid, vmexit.icount, reason, vmexit.qualification, vmexit.rip, vmexit.insn_len, port, msr,
+                      vector, value)
+
+
+@dataclass(frozen=True)
+class _Blocked:
+    """Internal: the host did not schedule this guest in a continue (``why``)."""
+
+    why: str
+
+
 class _ExitObserver:
-    """Registered in ``machine.observers``: the VMX layer calls ``on_vmexit`` for every exit."""
+    """In ``machine.vmx.observers``: keeps every exit and stops the run after one a ``break-exit`` matches."""
 
     def __init__(self, target: "MachineTarget", guest: _Guest) -> None:
         self.target = target
         self.guest = guest
 
-    def on_vmexit(self, vmexit) -> bool:
-        """Record the exit; True (stop the run) when a ``break-exit`` matches it."""
-        self.guest.vmx_reports = True
-        rec = ExitRecord.from_vmexit(self.guest.tid, vmexit, self.guest.cpu)
-        return self.target._record_exit(self.guest, rec, stop=False)
-
+    def __call__(self, vmexit) -> None:
+        g = self.guest
+        rec = exit_record(g.tid, vmexit)
+        g.exits.append(rec)
+        if g.exit_hit is None and self.target._breaks_on(rec):
+            g.exit_hit = rec
+            g.machine.request_exit_stop()
 
 class MachineTarget:
-    """``DebugTarget`` over one or several ``emu.machine.Machine`` (guest N = thread N)."""
+    """``DebugTarget`` over one or several ``emu.machine.Machine`` (guest N = thread N).
 
-    def __init__(self, machines, names: Optional[Sequence[str]] = None, trap: object = None) -> None:
+    ``host``: the ``emu.hypervisor.host.Host`` the machines belong to; every turn then goes through
+    ``Host.step_guest`` (the trap handler's poll, paused and detached guests, the scenario's budgets).
+    """
+
+    def __init__(self, machines, names: Optional[Sequence[str]] = None, trap: object = None,
+                 host: object = None) -> None:
         if not isinstance(machines, (list, tuple)):
             machines = [machines]
         if not machines:
             raise ValueError("MachineTarget needs at least one machine")
-        self.guests: list[_Guest] = [_Guest(i + 1, m) for i, m in enumerate(machines)]
         self._names = list(names) if names else None
-        self.trap = trap
+        self.guests: list[_Guest] = [_Guest(i + 1, m, self._names[i] if self._names else m.name)
+                                     for i, m in enumerate(machines)]
+        self.host = host
+        self.trap = trap if trap is not None else getattr(host, "trap", None)
         """The host's trap handler (``emu.hypervisor.trap.TrapHandler``) for ``monitor trap``, if any."""
         self.breakpoints: set[tuple[BreakKind, int, int]] = set()
         self.exit_breaks: list[ExitBreak] = []
+        self.any_exit = False
+        """Stop after every VM exit (``Session.next_exit()`` without a reason); no control is changed for it."""
         self._interrupt = threading.Event()
         self.running = threading.Event()
         """Set while ``resume`` runs guest code (tests wait on it before breaking in)."""
         self.last_stop: Optional[StopEvent] = None
         self.commands = self._build_commands()
         for g in self.guests:
-            self._instrument(g)
+            self._attach(g)
+
+    def _attach(self, g: _Guest) -> None:
+        """Subscribe to the guest's VM exits and tell its machine where breakpoints stop."""
+        m = g.machine
+        g.observer = _ExitObserver(self, g)
+        m.vmx.observers.append(g.observer)
+        g.armed = exitbreaks.Armed(m.vmx.controls)
+        m.break_before = lambda pc, g=g: pc in g.code_hooks and g.stepping_off != pc
+
+    def release(self) -> None:
+        """The debugger lets go (gdb detached): breakpoints, watchpoints and exit breaks removed, the controls they
+        turned on restored, the exit observer unsubscribed; the machines run on as without a debugger."""
+        for kind, addr, length in list(self.breakpoints):
+            self.remove_breakpoint(kind, addr, length)
+        for b in list(self.exit_breaks):
+            self.remove_exit_break(b)
+        self.any_exit = False
+        for g in self.guests:
+            m = g.machine
+            if g.observer in m.vmx.observers:
+                m.vmx.observers.remove(g.observer)
+            m.break_before = None
 
     # --- DebugTarget: threads, registers, memory -------------------------------------------------
     def threads(self) -> list[int]:
@@ -144,11 +203,14 @@ class MachineTarget:
         """Set a core register; RegisterAccessError for FPU registers or a selector the CPU refuses."""
         if name not in CORE_WRITABLE:
             raise RegisterAccessError(f"register {name} is read-only here")
+        g = self._guest(tid)
         try:
-            self._guest(tid).cpu.set_reg(name, value & 0xFFFFFFFF if name not in ("cs", "ss", "ds", "es", "fs", "gs")
-                                         else value & 0xFFFF)
+            g.cpu.set_reg(name, value & 0xFFFFFFFF if name not in ("cs", "ss", "ds", "es", "fs", "gs")
+                          else value & 0xFFFF)
         except UcError as exc:
             raise RegisterAccessError(f"cannot set {name}={value:#x}: {exc}") from None
+        if name == "eflags":
+            g.machine.entered = False   # IF may have changed: the boundary's interrupt check is due again
 
     def read_memory(self, tid: int, addr: int, size: int) -> bytes:
         """Guest-virtual bytes; MemoryAccessError when any is unmapped."""
@@ -277,83 +339,45 @@ class MachineTarget:
         cpu.st.pending_stop = 1
 
     # --- VM exits -------------------------------------------------------------------------------------
-    def _instrument(self, g: _Guest) -> None:
-        """Record exits from the I/O, interrupt and exception paths; register the VMX observer if possible."""
-        m = g.machine
-        cpu = m.cpu
-        observers = getattr(m, "observers", None)
-        if isinstance(observers, list):
-            observers.append(_ExitObserver(self, g))
-        orig_in, orig_out, orig_intr = cpu.on_in, cpu.on_out, cpu.on_interrupt
+    def _breaks_on(self, rec: ExitRecord) -> bool:
+        """Does a ``break-exit`` (or ``any_exit``) stop after this exit?"""
+        return self.any_exit or any(b.matches(rec) for b in self.exit_breaks)
 
-        def on_in(port: int, size: int) -> int:
-            site = cpu.io_site
-            value = orig_in(port, size)
-            if not g.vmx_reports:
-                self._record_io(g, site, port, size, value, True)
-            return value
+    def add_exit_break(self, b: ExitBreak) -> str:
+        """Stop after exits matching ``b``; the controls such exits need are turned on in every guest while it is set.
 
-        def on_out(port: int, size: int, value: int) -> None:
-            site = cpu.io_site
-            orig_out(port, size, value)
-            if not g.vmx_reports:
-                self._record_io(g, site, port, size, value, False)
+        Raises ``exitbreaks.BreakRefused`` (one line) for a break that could never fire. Returns what was turned on.
+        """
+        exitbreaks.check(b)
+        if b in self.exit_breaks:
+            return ""
+        turned_on = []
+        for g in self.guests:
+            keys = exitbreaks.needs(g.machine.vmx.controls, b)
+            g.break_keys[b] = keys
+            turned_on += [k for k in keys if k not in g.armed.held]
+            g.armed.take(keys)
+        self.exit_breaks.append(b)
+        return exitbreaks.describe_needs(turned_on)
 
-        def on_interrupt(vcpu, intno: int) -> None:
-            if not g.vmx_reports:
-                vcpu.sync_icount()
-                rec = ExitRecord(g.tid, vcpu.icount, EXCEPTION_EXIT, 0, vcpu.reg("eip"), 0, vector=intno)
-                self._record_exit(g, rec, stop=False)
-            orig_intr(vcpu, intno)
-            if g.exit_hit is not None:
-                vcpu.request_stop("debug")  # after delivery: EIP is the handler's first instruction
-
-        cpu.on_in, cpu.on_out, cpu.on_interrupt = on_in, on_out, on_interrupt
-
-    def _record_io(self, g: _Guest, site, port: int, size: int, value: int, is_in: bool) -> None:
-        cpu = g.cpu
-        string = rep = immediate = False
-        rip, length, icount = 0, 0, cpu.icount
-        if site is not None:
-            length, icount = site.length, site.icount
-            try:
-                cs_base = cpu.context().u64(cpu.offsets.cs_base)
-                rip = (site.pc - cs_base) & 0xFFFFFFFF
-                insn = decode.first(cpu.read_virt(site.pc, site.length), cpu.code_bits())
-            except GuestMemoryError:
-                insn = None
-            if insn is not None:
-                _len, mnemonic, ops = insn
-                string = "ins" in mnemonic or "outs" in mnemonic
-                rep = mnemonic.startswith("rep")
-                immediate = not string and "dx" not in ops.replace("edx", "").split(",")[0 if not is_in else -1]
-        rec = ExitRecord(g.tid, icount, IO_EXIT, io_qualification(port, size, is_in, string, rep, immediate),
-                         rip, length, port=port, value=value)
-        if self._record_exit(g, rec, stop=False):
-            # stop after the I/O instruction (the vCPU's stop check after every I/O instruction);
-            # no emu_stop: inside a string IN it would repeat the device read
-            cpu.stop_request = "debug"
-            cpu.st.pending_stop = 1
-
-    def _record_exit(self, g: _Guest, rec: ExitRecord, stop: bool) -> bool:
-        """Keep ``rec``; True when a ``break-exit`` matches (the guest stops after this exit)."""
-        g.exits.append(rec)
-        if g.exit_hit is None and any(b.matches(rec) for b in self.exit_breaks):
-            g.exit_hit = rec
-            if stop:
-                g.cpu.request_stop("debug")
-            return True
-        return False
+    def remove_exit_break(self, b: ExitBreak) -> None:
+        """Undo ``add_exit_break``: controls nobody else needs go back to what they were."""
+        if b not in self.exit_breaks:
+            return
+        self.exit_breaks.remove(b)
+        for g in self.guests:
+            g.armed.release(g.break_keys.pop(b, []))
 
     # --- running ------------------------------------------------------------------------------------
     def interrupt(self) -> None:
-        """Thread-safe: stop the running ``resume`` soon (or the next one before it executes anything)."""
+        """Thread-safe: stop the running ``resume`` soon (or the next one before it executes anything).
+
+        The vCPU is asked to stop at its next block boundary (the C block hook's stop flag; no ``emu_stop``, which
+        the run loop would take for an unexplained stop); a continue also checks the flag every ``SLICE``."""
         self._interrupt.set()
         for g in self.guests:
-            try:
-                g.cpu.uc.emu_stop()
-            except UcError:
-                pass
+            g.cpu.stop_request = "debug"
+            g.cpu.st.stop_flag = 1
 
     def kill(self) -> None:
         """End every guest (gdb ``kill``)."""
@@ -389,8 +413,12 @@ class MachineTarget:
                     return ev
             raise AssertionError("a step always stops")  # pragma: no cover
         while True:
+            blocked = []
             for g in live:
                 ev = self.advance(g, budget=SLICE)
+                if isinstance(ev, _Blocked):
+                    blocked.append(f"{self.thread_name(g.tid)}: {ev.why}")
+                    continue
                 if ev is not None:
                     if ev.kind.value != "T" and len(live) > 1:
                         # one guest of several ended: report it as a trap, the others live on
@@ -399,8 +427,20 @@ class MachineTarget:
             live = [g for g in live if not self._is_over(g)]
             if not live:
                 return self._exited_event(order[0])
+            if len(blocked) == len(live):
+                why = "no guest can run: " + "; ".join(blocked)
+                if not self.host.schedulable():
+                    return StopEvent.exited(0, live[0].tid, why)   # the host's run is over too (Host.run returns)
+                return StopEvent.trap(live[0].tid, info=why)
+
+    def _host_state(self, g: _Guest):
+        return self.host.guests[g.name] if self.host is not None else None
 
     def _is_over(self, g: _Guest) -> bool:
+        if g.ended is None:
+            state = self._host_state(g)
+            if state is not None and state.result is not None:
+                g.ended = state.result
         return g.ended is not None
 
     def _exited_event(self, g: _Guest) -> StopEvent:
@@ -408,159 +448,125 @@ class MachineTarget:
         status = getattr(end, "status", 0)
         return StopEvent.exited(status, g.tid, getattr(end, "message", ""))
 
-    def _end(self, g: _Guest, reason, status: int, message: str) -> StopEvent:
-        """The guest is over (debug exit, shutdown, halted for good): remember it and report ``W``."""
-        from emu.machine import RunResult
+    def _end(self, g: _Guest, result=None) -> StopEvent:
+        """The guest is over (debug exit, shutdown, halted for good, a budget of the host): report ``W``."""
         m = g.machine
-        if m.end is None:
-            m.end = RunResult(reason, status, message, g.cpu.icount)
-        elif not m.end.icount:
-            m.end = RunResult(m.end.reason, m.end.status, m.end.message, g.cpu.icount)
-        g.ended = m.end
-        return StopEvent.exited(m.end.status, g.tid, m.end.message)
-
-    def _shutdown(self, g: _Guest) -> StopEvent:
-        from emu.machine import EndReason
-        cpu = g.cpu
-        rec = ExitRecord(g.tid, cpu.icount, TRIPLE_FAULT_EXIT, 0, cpu.reg("eip"), 0,
-                         extra={"why": repr(cpu.shutdown.reason)})
-        if not g.vmx_reports:
-            self._record_exit(g, rec, stop=False)
-        return self._end(g, EndReason.SHUTDOWN, 0, cpu.shutdown.reason)
+        end = result or m.end
+        state = self._host_state(g)
+        if state is not None and state.result is not None:
+            end = state.result
+        g.ended = end
+        return StopEvent.exited(end.status, g.tid, end.message)
 
     def advance(self, g: _Guest, *, step: bool = False, budget: Optional[int] = None,
                 until_icount: Optional[int] = None) -> Optional[StopEvent]:
         """Run guest ``g``: one instruction (``step``), at most ``budget`` instructions of virtual time, or until
         ``until_icount`` retired. Returns the stop, or None when the budget ran out with nothing to report.
 
-        Mirrors ``Machine.run``: timers, interrupt delivery when the window is open, the I/O-fault
-        hand-off, HLT warp, debug exit and shutdown.
+        Under a host, the turn is ``Host.step_guest``'s; a guest the host does not schedule (paused, its disk
+        being validated, over a budget) does not run: a step reports why, a continue moves on to the others.
         """
+        if self.host is None:
+            return self._turn(g, step, budget, until_icount, None, False)
+        holder: list[Optional[StopEvent]] = []
+
+        def run(machine, allowance: int):
+            holder.append(self._turn(g, step, budget, until_icount, machine.cpu.icount + allowance, True))
+            return machine.end
+        why = self.host.step_guest(g.name, run)
+        if self._is_over(g):
+            ev = holder[0] if holder else None
+            return ev if ev is not None and ev.kind.value != "T" else self._end(g)
+        if why is not None:
+            if step or until_icount is not None:
+                return StopEvent.trap(g.tid, info=f"{self.thread_name(g.tid)} does not run: {why}")
+            return _Blocked(why)
+        return holder[0]
+
+    def _turn(self, g: _Guest, step: bool, budget: Optional[int], until_icount: Optional[int],
+              cap: Optional[int], yield_on_halt: bool) -> Optional[StopEvent]:
+        """Machine.advance until a debugger stop point; ``cap``: never retire more than this count (a host budget)."""
         from emu.machine import EndReason
         m = g.machine
         cpu = m.cpu
-        clock = m.clock
         g.hit = None
         g.exit_hit = None
         if m.end is not None:
-            return self._end(g, m.end.reason, m.end.status, m.end.message)
-        if getattr(m, "halted", False):   # Machine.run(yield_on_halt=True) left it waiting in HLT
-            m.halted = False
-            if not m._halt():
-                return self._end(g, EndReason.HALTED, 0, "guest halted with no interrupt to come")
+            return self._end(g)
         start = cpu.icount
         vlimit = None if budget is None else cpu.vtime + budget
         eip = cpu.linear_pc()
         g.stepping_off = eip if eip in g.code_hooks else None
-        first = True
         try:
+            if step and not m.entered:
+                # a stop that was not a step (breakpoint, exit, attach): first the boundary's own work; an
+                # interrupt delivered now is the step (the stop shows the handler's first instruction)
+                result = m.enter()
+                if result is not None:
+                    return self._end(g, result)
+                if g.exit_hit is not None:
+                    return self._exit_trap(g)
+                if cpu.linear_pc() != eip:
+                    return StopEvent.trap(g.tid)
             while True:
                 if self._interrupt.is_set():
                     self._interrupt.clear()
                     return StopEvent.interrupted(g.tid)
-                clock.run_due()
-                if m.end is not None:
-                    return self._end(g, m.end.reason, m.end.status, m.end.message)
-                delivered = self._deliver_pending(g)
-                if cpu.shutdown:
-                    return self._shutdown(g)
-                if g.exit_hit is not None:
-                    return self._exit_trap(g)
-                if step and (cpu.icount > start or (delivered and first)):
-                    return StopEvent.trap(g.tid)
                 if until_icount is not None and cpu.icount >= until_icount:
                     return StopEvent.trap(g.tid)
                 if vlimit is not None and cpu.vtime >= vlimit:
                     return None
-                first = False
-                deadline = clock.next_deadline()
-                if deadline is None:
-                    deadline = 1 << 62
-                if step:
-                    deadline = min(deadline, cpu.vtime + 1)
-                if vlimit is not None:
-                    deadline = min(deadline, vlimit)
-                if until_icount is not None:
-                    deadline = min(deadline, until_icount + cpu.idle)
-                if g.stepping_off is not None:
-                    deadline = min(deadline, cpu.vtime + 1)  # leave the breakpoint first, then it is armed again
-                if m._window_steps:
-                    deadline = min(deadline, cpu.vtime + m._window_steps)
-                    m._window_steps = 0
-                elif m.pic is not None and m.pic.intr and cpu.reg("eflags") & EFLAGS_IF and cpu.interrupt_shadow:
-                    deadline = min(deadline, cpu.vtime + 1)  # the window opens after the shadowed instruction
+                if cap is not None and cpu.icount >= cap:
+                    return None
+                if step or g.stepping_off is not None:
+                    deadline = cpu.vtime + 1     # leave a breakpoint first, then it is armed again
+                else:
+                    deadline = vlimit
+                    if until_icount is not None:
+                        deadline = min(x for x in (deadline, until_icount + cpu.idle) if x is not None)
+                if cap is not None:
+                    deadline = min(x for x in (deadline, cap + cpu.idle) if x is not None)
                 before = cpu.icount
-                stop = cpu.run(deadline)
-                if m._pending_action is not None:   # an exit's emulation decided in a hook (RDMSR/WRMSR, skip)
-                    action, m._pending_action = m._pending_action, None
-                    action()
+                result = m.advance(deadline, yield_on_halt)
                 if cpu.icount != before or cpu.linear_pc() != eip:
                     g.stepping_off = None
                 if g.hit is not None:
                     return self._break_trap(g)
-                if m._pending is not None:
-                    event, icount = m._pending
-                    m._pending = None
-                    if icount is not None:
-                        cpu.st.count = icount
-                        cpu.set_reg("eip", event.return_eip)
-                    else:
-                        event = Event(event.vector, event.kind, event.error_code, cpu.reg("eip"))
-                    m.deliver(event)
-                    if cpu.shutdown:
-                        return self._shutdown(g)
-                    g.stepping_off = None
-                    continue
-                if stop is Stop.SHUTDOWN:
-                    return self._shutdown(g)
-                if m.end is not None:
-                    return self._end(g, m.end.reason, m.end.status, m.end.message)
-                if g.exit_hit is not None and stop is not Stop.HLT:
+                if g.exit_hit is not None:
+                    if result is not None and result.reason not in (EndReason.STOPPED, EndReason.IDLE):
+                        return self._end(g, result)
                     return self._exit_trap(g)
-                if stop is Stop.HLT:
-                    if not g.vmx_reports:
-                        rec = ExitRecord(g.tid, cpu.icount - 1, HLT_EXIT, 0, (cpu.reg("eip") - 1) & 0xFFFFFFFF, 1)
-                        self._record_exit(g, rec, stop=False)
-                    if not m._halt():
-                        return self._end(g, EndReason.HALTED, 0, "guest halted with interrupts disabled" if not
-                                         cpu.reg("eflags") & EFLAGS_IF else "guest halted with no interrupt to come")
+                if result is not None:
+                    if result.reason is EndReason.STOPPED:
+                        return StopEvent.trap(g.tid, info=result.message)   # a VM-exit handler's STOP
+                    if result.reason is not EndReason.IDLE:
+                        return self._end(g, result)
+                    if not step or cpu.icount == start:
+                        return None          # waiting in HLT: the host runs the other guests meanwhile
+                if step and cpu.icount > start:
+                    result = m.enter()       # deliver what became deliverable: the stop shows the handler
+                    if result is not None:
+                        return self._end(g, result)
                     if g.exit_hit is not None:
                         return self._exit_trap(g)
-                elif stop is Stop.REQUEST and cpu.stop_request == "unexplained stop" and not self._interrupt.is_set():
-                    return self._end(g, EndReason.SHUTDOWN, 0, f"vCPU stopped unexpectedly at {cpu.linear_pc():#x}")
+                    return StopEvent.trap(g.tid)
         finally:
             g.stepping_off = None
 
-    def _deliver_pending(self, g: _Guest) -> bool:
-        """Deliver a pending external interrupt if the window is open (Machine.run's order); True if delivered."""
-        m = g.machine
-        if m.pic is None or not m.pic.intr or not m._interrupt_window_open():
-            return False
-        cpu = g.cpu
-        vector = m.pic.acknowledge()
-        if not g.vmx_reports:
-            rec = ExitRecord(g.tid, cpu.icount, EXTINT_EXIT, 0, cpu.reg("eip"), 0, vector=vector)
-            self._record_exit(g, rec, stop=False)
-        from emu.cpu.interrupts import EventKind
-        m.deliver(Event(vector, EventKind.EXTERNAL, None, None))
-        return True
-
     def _break_trap(self, g: _Guest) -> StopEvent:
-        m = g.machine
         hit = g.hit
         g.hit = None
-        if hit.reason in (StopReason.SWBREAK, StopReason.HWBREAK):
-            # stopped before the instruction: a pre-instruction fault or window stop of the same
-            # instruction happens again when it really runs
-            if m._pending is not None and m._pending[1] is None:
-                m._pending = None
-            m._window_steps = 0
-            m.cpu.skip_hook_at = None
         return StopEvent.trap(g.tid, hit.reason, hit.addr, hit.info)
 
     def _exit_trap(self, g: _Guest) -> StopEvent:
         rec = g.exit_hit
         g.exit_hit = None
+        q = rec.qualification
+        if rec.reason == IO_EXIT and q & 1 << 3 and not q & 1 << 4 and rec.value is None and g.exits \
+                and g.exits[-1] is rec:
+            # an IN: the value read is in EAX now that the instruction completed
+            rec = dataclasses.replace(rec, value=g.cpu.reg("eax") & ((1 << (8 * ((q & 7) + 1))) - 1))
+            g.exits[-1] = rec
         return StopEvent.trap(g.tid, info=f"exit {rec.describe()}")
 
     # --- monitor --------------------------------------------------------------------------------------
@@ -573,7 +579,8 @@ class MachineTarget:
         d.add("icount", "icount", "instructions retired, virtual time and halted time of every guest", self._cmd_icount)
         d.add("exits", "exits [N]", "the last N VM exits (default 10), oldest first", self._cmd_exits)
         d.add("break-exit", "break-exit REASON [port=P] [msr=M] [vector=V]",
-              "stop (SIGTRAP) after a VM exit of that reason; no REASON: list", self._cmd_break_exit)
+              "stop (SIGTRAP) after a VM exit of that reason (its VMX controls are turned on while set); "
+              "no REASON: list", self._cmd_break_exit)
         d.add("clear-exit", "clear-exit [REASON [port=P] [msr=M] [vector=V]]",
               "remove exit breaks (all of them without arguments)", self._cmd_clear_exit)
         for what in ("pic", "pit", "pci", "ide", "bmdma", "nic", "vmx"):
@@ -616,19 +623,24 @@ class MachineTarget:
                 return "no exit breaks"
             return "\n".join(f"break on {b.describe()}" for b in self.exit_breaks)
         b = self._parse_break(args)
-        if b not in self.exit_breaks:
-            self.exit_breaks.append(b)
-        return f"will stop after exits {b.describe()}"
+        if b in self.exit_breaks:
+            return f"already stopping after exits {b.describe()}"
+        try:
+            turned_on = self.add_exit_break(b)
+        except exitbreaks.BreakRefused as exc:
+            return f"error: {exc}"
+        return f"will stop after exits {b.describe()}" + (f" (turned on {turned_on})" if turned_on else "")
 
     def _cmd_clear_exit(self, args: list[str]) -> str:
         if not args:
             n = len(self.exit_breaks)
-            self.exit_breaks.clear()
+            for b in list(self.exit_breaks):
+                self.remove_exit_break(b)
             return f"cleared {n} exit break(s)"
         b = self._parse_break(args)
         if b not in self.exit_breaks:
             raise MonitorError(f"no exit break {b.describe()}")
-        self.exit_breaks.remove(b)
+        self.remove_exit_break(b)
         return f"cleared {b.describe()}"
 
     def _devices_for(self, g: _Guest, what: str) -> list:
@@ -648,7 +660,7 @@ class MachineTarget:
         if what == "nic":
             return [d for n, d in devs.items() if n.startswith("ne2000") or n.startswith("nic")]
         if what == "vmx":
-            return [getattr(m, attr) for attr in ("vmx", "monitor") if getattr(m, attr, None) is not None][:1]
+            return [m.vmx]
         return []
 
     def _cmd_info(self, what: str, args: list[str]) -> str:
@@ -661,8 +673,7 @@ class MachineTarget:
             if head:
                 out.append(head)
             if not devs:
-                out.append(f"no {what} on this machine" if what != "vmx" else
-                           "no VMX layer on this machine (exits are recorded by the debugger: monitor exits)")
+                out.append(f"no {what} on this machine")
                 continue
             for d in devs:
                 info = getattr(d, "info", None)
@@ -729,19 +740,31 @@ def serve(machines, spec: str, *, stream: Optional[TextIO] = None) -> SessionEnd
     Listens on loopback unless ``spec`` names a host, and says where on ``stream`` (stderr).
     """
     target = MachineTarget(machines)
-    return serve_gdb(target, spec, stream=stream, stub=ExitReportingStub(target))
+    try:
+        return serve_gdb(target, spec, stream=stream, stub=ExitReportingStub(target))
+    finally:
+        target.release()
 
 
 def serve_host(host, spec: str, *, stream: Optional[TextIO] = None) -> SessionEnd:
     """``emu host SCENARIO --gdb [HOST:]PORT``: every guest of ``host`` is a thread; ``monitor trap`` shows the handler.
 
     Returns when gdb detaches (then call ``host.run()`` to go on with the scheduler), kills, or all guests ended.
-    While gdb drives them, guests run in the adapter's turns (2^20 instructions), not the scenario's quanta; the
-    trap handler still sees every exit it observes (``Machine.exit_observers``).
+    While gdb drives them, guests run in the debugger's turns (a step, or 2^20 instructions), not the scenario's
+    quanta, but every turn is ``Host.step_guest``'s: the trap handler sees every exit and is polled after each
+    turn (the management guest's deadline), paused and detached guests do not run, the budgets hold.
     """
+    target = host_target(host)
+    try:
+        return serve_gdb(target, spec, stream=stream, stub=ExitReportingStub(target))
+    finally:
+        target.release()
+
+
+def host_target(host) -> MachineTarget:
+    """The target ``serve_host`` serves: every guest of ``host`` a thread named after it, turns through the host."""
     names = list(host.machines)
-    target = MachineTarget([host.machines[n] for n in names], names=names, trap=getattr(host, "trap", None))
-    return serve_gdb(target, spec, stream=stream, stub=ExitReportingStub(target))
+    return MachineTarget([host.machines[n] for n in names], names=names, host=host)
 
 
 def run_with_gdb(machine, spec: str, max_insns: Optional[int] = None, *, stream: Optional[TextIO] = None):

@@ -165,12 +165,7 @@ class Host:
             if not runnable:
                 break
             if self.time_ns() >= self.scenario.max_ns:
-                for name in runnable:
-                    state = self.guests[name]
-                    state.result = RunResult(EndReason.MAX_INSNS, 124, "host virtual-time limit of the scenario "
-                                             f"reached ({self.scenario.max_ns} ns)", state.machine.cpu.icount)
-                    self._event({"kind": "guest_end", "guest": name, "icount": state.machine.cpu.vtime,
-                                 "message": state.result.message, "status": state.result.status})
+                self._out_of_time(runnable)
                 break
             for name in runnable:
                 state = self.guests[name]
@@ -181,21 +176,66 @@ class Host:
                                                    if self.scenario.jitter else 0)
                 quantum = min(quantum, budget - machine.cpu.icount)
                 if quantum <= 0:
-                    state.result = RunResult(EndReason.MAX_INSNS, 124, "instruction budget of the scenario reached",
-                                             machine.cpu.icount)
-                    self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
-                                 "message": state.result.message, "status": state.result.status})
+                    self._out_of_budget(name)
                     continue
                 result = machine.run(max_insns=quantum, yield_on_halt=True)
-                self.trap.poll()
-                if result.reason not in (EndReason.MAX_INSNS, EndReason.IDLE, EndReason.STOPPED):
-                    state.result = result
-                    self.trap.poll()
-                    self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
-                                 "message": result.message, "status": result.status})
+                self._after_turn(name, result)
         for state in self.guests.values():
             state.machine.close()
         return self.summary()
+
+    def _out_of_time(self, runnable: list[str]) -> None:
+        """The scenario's host virtual-time limit: the guests still running end (status 124)."""
+        for name in runnable:
+            state = self.guests[name]
+            state.result = RunResult(EndReason.MAX_INSNS, 124, "host virtual-time limit of the scenario "
+                                     f"reached ({self.scenario.max_ns} ns)", state.machine.cpu.icount)
+            self._event({"kind": "guest_end", "guest": name, "icount": state.machine.cpu.vtime,
+                         "message": state.result.message, "status": state.result.status})
+
+    def _out_of_budget(self, name: str) -> None:
+        """The scenario's instruction budget: guest ``name`` ends (status 124)."""
+        state = self.guests[name]
+        machine = state.machine
+        state.result = RunResult(EndReason.MAX_INSNS, 124, "instruction budget of the scenario reached",
+                                 machine.cpu.icount)
+        self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
+                     "message": state.result.message, "status": state.result.status})
+
+    def _after_turn(self, name: str, result: Optional[RunResult]) -> None:
+        """After a guest's turn: the trap handler's poll (the management guest's deadline), the guest's end."""
+        self.trap.poll()
+        if result is not None and result.reason not in (EndReason.MAX_INSNS, EndReason.IDLE, EndReason.STOPPED):
+            machine = self.guests[name].machine
+            self.guests[name].result = result
+            self.trap.poll()
+            self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
+                         "message": result.message, "status": result.status})
+
+    def step_guest(self, name: str, run: Callable[[Machine, int], Optional[RunResult]]) -> Optional[str]:
+        """One turn of guest ``name`` outside the round-robin (a debugger's step or slice), under ``run``'s rules.
+
+        Block 370: a paused guest, or one whose disk is being validated, does not run; the scenario's
+        virtual-time limit and instruction budget end guests as in ``run``.  Otherwise ``run(machine, max_insns)``
+        runs at most ``max_insns`` instructions and returns the guest's end (or None), and the trap handler is
+        polled as after a quantum.  Returns None when the guest ran, else why it did not.
+        """
+        state = self.guests[name]
+        if state.result is not None:
+            return f"ended ({state.result.message})"
+        if state.paused:
+            return "paused by the trap handler's restriction"
+        if name in self.detached:
+            return "its disk is being validated"
+        if self.time_ns() >= self.scenario.max_ns:
+            self._out_of_time(self.schedulable())
+            return state.result.message
+        allowance = self.scenario.max_insns - state.machine.cpu.icount
+        if allowance <= 0:
+            self._out_of_budget(name)
+            return state.result.message
+        self._after_turn(name, run(state.machine, allowance))
+        return None
 
     def summary(self) -> dict[str, Any]:
         """Validations, deferrals by reason, findings, restrictions, guest ends."""

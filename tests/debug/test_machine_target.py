@@ -22,6 +22,7 @@ from emu.debug.machine_target import MachineTarget
 from emu.debug.target import (BreakKind, MemoryAccessError, RegisterAccessError, ResumeAction, ResumeKind,
                               StopEvent, StopKind, StopReason, SIGINT, SIGTRAP)
 from emu.machine import EndReason, Machine, MachineConfig
+from emu.vmx.controls import PinControls, PrimaryControls
 from tests.conftest import FIRMWARE, ROOT
 from tests.debug.client import StubClient, quiet_stub
 from tests.debug.firmware import VMX_EXITS, code_bytes, entry, find_in, symbols
@@ -36,8 +37,13 @@ STI_HLT = find_in(VMX_EXITS, "kmain", bytes.fromhex("fbf4"))           # sti; hl
 TICKS = SYMS["ticks"][0]
 
 
-def _machine(kernel: Path = VMX_EXITS, disk: Path | None = None) -> Machine:
-    return Machine(MachineConfig(kernel=str(kernel), disks=[str(disk)] if disk else []), console=lambda b: None)
+def _machine(kernel: Path = VMX_EXITS, disk: Path | None = None, vmm: bool = False) -> Machine:
+    """The kernel's machine; ``vmm``: I/O, HLT and external interrupts exit (a VMM that watches them)."""
+    m = Machine(MachineConfig(kernel=str(kernel), disks=[str(disk)] if disk else []), console=lambda b: None)
+    if vmm:
+        m.vmx.controls.primary |= PrimaryControls.UNCONDITIONAL_IO | PrimaryControls.HLT
+        m.vmx.controls.pin |= PinControls.EXTERNAL_INTERRUPT_EXITING
+    return m
 
 
 def _free_run(kernel: Path = VMX_EXITS, disk: Path | None = None, max_insns: int | None = None) -> Machine:
@@ -74,7 +80,7 @@ def test_stepping_the_whole_kernel_equals_the_free_run(tmp_path) -> None:
 
 
 def test_breakpoint_stops_before_the_instruction_at_the_exact_count() -> None:
-    m = _machine()
+    m = _machine(vmm=True)
     t = MachineTarget(m)
     assert t.insert_breakpoint(BreakKind.SOFTWARE, OUT21, 1)
     ev = t.resume(CONT)
@@ -106,7 +112,7 @@ def test_breakpoint_in_a_loop_hits_every_iteration() -> None:
 
 
 def test_step_over_out_runs_the_device_once() -> None:
-    m = _machine()
+    m = _machine(vmm=True)
     t = MachineTarget(m)
     t.insert_breakpoint(BreakKind.SOFTWARE, OUT21, 1)
     t.resume(CONT)
@@ -133,7 +139,7 @@ def _gate_target(m: Machine, vector: int) -> int:
 def test_step_across_sti_hlt_into_the_timer_handler() -> None:
     """sti (1 instruction), hlt (1 instruction: halts, the PIT fires, IRQ 0 is delivered): the stop is the
     first instruction of the guest's IDT vector 0x20 handler, the return EIP pushed is after the hlt."""
-    m = _machine()
+    m = _machine(vmm=True)
     t = MachineTarget(m)
     t.insert_breakpoint(BreakKind.SOFTWARE, STI_HLT, 1)
     t.resume(CONT)
@@ -443,14 +449,15 @@ def test_break_exit_on_exception_and_interrupt_vectors() -> None:
     ev = t.resume(CONT)
     assert "EXCEPTION_NMI vector=0x3" in ev.info and m.cpu.reg("eip") == _gate_target(m, 3)
     rec = t.guests[0].exits[-1]
-    assert code_bytes(VMX_EXITS, rec.rip - 1, 1) == b"\xcc"          # reported after the int3, as it traps
+    # the VMX record of a software exception: guest RIP = the int3 itself, instruction length 1 (SDM Vol. 3C §28.2.4)
+    assert code_bytes(VMX_EXITS, rec.rip, 1) == b"\xcc" and rec.insn_len == 1
     assert t.resume(CONT).kind is StopKind.EXITED                  # no second int3 in the kernel
 
 
 def test_breakpoint_on_code_that_already_ran() -> None:
     """A breakpoint inserted on code Unicorn has already translated (printf's `out 0xe9, al`, run many times)
     still stops there."""
-    m = _machine()
+    m = _machine(vmm=True)
     t = MachineTarget(m)
     t.insert_breakpoint(BreakKind.SOFTWARE, OUT21, 1)
     t.resume(CONT)                                   # kmain printed its first line
