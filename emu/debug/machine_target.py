@@ -481,6 +481,8 @@ class MachineTarget:
             if step or until_icount is not None:
                 return StopEvent.trap(g.tid, info=f"{self.thread_name(g.tid)} does not run: {why}")
             return _Blocked(why)
+        if holder[0] is None and step:
+            return StopEvent.trap(g.tid)        # (a step always stops)
         return holder[0]
 
     def _turn(self, g: _Guest, step: bool, budget: Optional[int], until_icount: Optional[int],
