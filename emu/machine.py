@@ -23,9 +23,10 @@ from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
 from emu.devices.bus import PortBus
 from emu.devices.debugport import DebugConsole, DebugExit
 from emu.vmx.controls import PrimaryControls, RdtscpAction, rdtscp_action
+from emu.vmx import decode as vmx_decode
 from emu.vmx.cpuid import cpuid as cpuid_model
 from emu.vmx.monitor import Decision, Inject, Monitor, Outcome
-from emu.vmx.qualification import InterruptionType
+from emu.vmx.qualification import ActivityState, InterruptionType
 from emu.vmx.reasons import ExitReason
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ class Machine:
         self.cpu.on_cpuid = self._cpuid
         self._window_steps = 0
         self.halted = False
+        self._hlt_shadow = None        # STI/MOV-SS blocking in effect at the HLT (HLT itself clears QEMU's flag)
+        self._in_hlt = False           # the guest waits in HLT: an interrupt exit reports activity HLT
         self.hypercalls: dict[int, Callable[["Machine"], int]] = {HYPERCALL_REGISTER_WIP: _register_wip}
         self.revoked_hypercalls: set[int] = set()
         self.wip_addr: Optional[int] = None
@@ -203,7 +206,7 @@ class Machine:
                                       saved_context=True)     # io_permitted saved it in this hook
         outcome = self._exit(record)
         if isinstance(outcome, Inject):
-            self._fault_at_io(outcome.vector, outcome.error_code, injected=True)
+            self._inject_at_io(outcome, record.insn_len)
         elif outcome is Decision.STOP:
             if record.decoded.direction.name == "IN":
                 cpu.request_stop_after_element("vmexit")
@@ -216,9 +219,10 @@ class Machine:
         site = self.cpu.io_site
         if site is None:
             return None
-        outcome = self._exit(self.vmx.instruction_exit(site.pc, site.icount, reason, code=site.code))
+        record = self.vmx.instruction_exit(site.pc, site.icount, reason, code=site.code)
+        outcome = self._exit(record)
         if isinstance(outcome, Inject):
-            self._fault_at_io(outcome.vector, outcome.error_code, injected=True)
+            self._inject_at_io(outcome, record.insn_len)
         elif outcome is Decision.STOP:
             self.cpu.request_stop("vmexit")
         return outcome
@@ -254,6 +258,14 @@ class Machine:
                                injected=injected), site.icount)
         cpu.request_stop("event")
 
+    def _inject_at_io(self, outcome: Inject, insn_len: int) -> None:
+        """A handler's injection at the instruction an I/O/CPUID/RDTSC hook runs for (delivered once the run stops)."""
+        cpu = self.cpu
+        site = cpu.io_site
+        cs_base = cpu.context().u64(cpu.offsets.cs_base)
+        self._pending = (_injected(outcome, (site.pc - cs_base) & 0xFFFFFFFF, insn_len), site.icount)
+        cpu.request_stop("event")
+
     def _on_privileged(self, cpu: Vcpu, pc: int, length: int, mnemonic: str) -> None:
         """Privileged instructions at CPL > 0 raise #GP(0) (SDM Vol. 3A §5.9); Unicorn does not check.
 
@@ -271,6 +283,8 @@ class Machine:
         if mnemonic == "rdtscp":
             self._rdtscp(pc)
             return
+        if mnemonic == "hlt":
+            self._hlt_shadow = self.vmx.interruptibility()   # HLT clears QEMU's inhibit flag: keep it for the exit
         if cpu.protected and cpu.cpl > 0 and mnemonic != "hlt":
             self._pending = (Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")), None)
             cpu.request_stop("event")
@@ -279,6 +293,10 @@ class Machine:
             self._msr_exit(pc, mnemonic == "wrmsr")
         elif mnemonic == "invlpg" and self.vmx.invlpg_exits:
             self._native_exit(pc, ExitReason.INVLPG)
+        elif mnemonic == "mov" and vmx_decode.instruction_exit_reason(cpu.read_virt(pc, 15), cpu.code_bits()) \
+                is ExitReason.DR_ACCESS:
+            if self.vmx.controls.primary & PrimaryControls.MOV_DR:
+                self._native_exit(pc, ExitReason.DR_ACCESS)
         elif mnemonic in ("mov", "clts", "lmsw") and (self.vmx.listening or self.vmx.handlers):
             self._cr_exit(pc)
 
@@ -329,10 +347,6 @@ class Machine:
         """RDMSR/WRMSR: an exit unless the MSR bitmap says no; the default handler uses the MSR file."""
         cpu = self.cpu
         msr = cpu.reg("ecx")
-        if not self.vmx.msr_exits(msr, write):
-            return
-        reason = ExitReason.WRMSR if write else ExitReason.RDMSR
-        outcome = self._exit(self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), reason))
 
         def emulate() -> None:
             if write:
@@ -347,6 +361,11 @@ class Machine:
                 cpu.set_reg("edx", result.edx)
             cpu.set_reg("eip", cpu.reg("eip") + 2)
             cpu.st.count += 1
+        if not self.vmx.msr_exits(msr, write):
+            self._apply_before(pc, None, emulate)      # no exit: the same MSRs, read or written without one
+            return
+        reason = ExitReason.WRMSR if write else ExitReason.RDMSR
+        outcome = self._exit(self.vmx.instruction_exit(pc, cpu.exact_icount_at(pc), reason))
         self._apply_before(pc, outcome, emulate)
 
     def _apply_before(self, pc: int, outcome: Outcome, emulate: Optional[Callable[[], None]]) -> None:
@@ -371,8 +390,8 @@ class Machine:
             self._pending_action = skip
             cpu.request_stop("vmexit-emulate")
         elif isinstance(outcome, Inject):
-            self._pending = (Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip"),
-                                   injected=True), None)
+            record = self.vmx.history[-1]
+            self._pending = (_injected(outcome, record.rip, record.insn_len), record.icount)
             cpu.request_stop("event")
 
     def _out(self, port: int, size: int, value: int) -> None:
@@ -384,6 +403,12 @@ class Machine:
             outcome = self._io_exit()
             if outcome is not None and outcome is not Decision.EMULATE and outcome is not Decision.STOP:
                 return
+            if ExitReason.IO_INSTRUCTION in self.vmx.handlers:   # the handler may have changed AL/AX/EAX or memory
+                record = self.vmx.history[-1]
+                if record.decoded.string:
+                    value = int.from_bytes(cpu.read_virt(record.guest_linear, size), "little")
+                else:
+                    value = cpu.reg("eax") & ((1 << (8 * size)) - 1)
         self.bus.write(port, size, value)
         if self.end is not None:
             self.cpu.request_stop("end")
@@ -457,8 +482,7 @@ class Machine:
         if code == b"\x0f\x01\xc1":
             outcome = self._exit(self.vmx.instruction_exit(pc, cpu.icount, ExitReason.VMCALL))
             if isinstance(outcome, Inject):
-                self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, cpu.reg("eip"),
-                                   injected=True))
+                self.deliver(_injected(outcome, cpu.reg("eip"), 3))
                 return True
             if outcome is not Decision.SKIP:
                 self.vmcall()
@@ -519,7 +543,7 @@ class Machine:
         elif outcome is Decision.SKIP and kind is EventKind.SOFTWARE_EXCEPTION:
             return None
         elif isinstance(outcome, Inject):
-            return Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, rip, injected=True)
+            return _injected(outcome, rip, insn_len)
         return event
 
     # --- the run loop ----------------------------------------------------------
@@ -532,9 +556,11 @@ class Machine:
         if self.pic is None or not self.pic.intr or not self._interrupt_window_open():
             return None
         vector = self.pic.acknowledge()
+        activity = ActivityState.HLT if self._in_hlt else ActivityState.ACTIVE
+        self._in_hlt = False
         if self.vmx.external_interrupt_exits:
             outcome = self.vmx.exit(self.vmx.event_exit(vector, InterruptionType.EXTERNAL_INTERRUPT, None,
-                                                        self.cpu.icount, self.cpu.reg("eip")))
+                                                        self.cpu.icount, self.cpu.reg("eip"), activity=activity))
             if isinstance(outcome, Inject):
                 self.deliver(Event(outcome.vector, EventKind(int(outcome.kind)), outcome.error_code, None,
                                    injected=True))
@@ -560,6 +586,7 @@ class Machine:
             self.halted = False
             if not self._halt():
                 return self._finish(EndReason.HALTED, 0, self._halt_message())
+            self._in_hlt = True
         clock.run_due()
         if self.end is not None:
             return self._finish(self.end.reason, self.end.status, self.end.message)
@@ -630,7 +657,8 @@ class Machine:
         if self.end is not None:
             return self._finish(self.end.reason, self.end.status, self.end.message)
         if stop is Stop.HLT and vmx.hlt_exits:
-            record = vmx.instruction_exit((cpu.linear_pc() - 1) & 0xFFFFFFFF, cpu.icount - 1, ExitReason.HLT)
+            record = vmx.instruction_exit((cpu.linear_pc() - 1) & 0xFFFFFFFF, cpu.icount - 1, ExitReason.HLT,
+                                          shadow=self._hlt_shadow)
             outcome = self._exit(record)
             if outcome is Decision.SKIP:
                 return self._exit_stopped()
@@ -643,6 +671,7 @@ class Machine:
                 return self._finish(EndReason.IDLE, 0, "halted, waiting for an interrupt")
             if not self._halt():
                 return self._finish(EndReason.HALTED, 0, self._halt_message())
+            self._in_hlt = True
         elif stop is Stop.REQUEST and cpu.stop_request == "vmexit" and not self._exit_stop:
             return self._finish(EndReason.STOPPED, 0, "stopped by a VM-exit handler")
         elif stop is Stop.REQUEST and cpu.stop_request == "unexplained stop":
@@ -711,3 +740,16 @@ class Machine:
 def _stdout_byte(byte: int) -> None:
     """Write one guest console byte to stdout, unchanged."""
     sys.stdout.buffer.write(bytes((byte,)))
+
+
+_SOFTWARE_EVENTS = (EventKind.SOFTWARE_INTERRUPT, EventKind.PRIVILEGED_SOFTWARE_EXCEPTION, EventKind.SOFTWARE_EXCEPTION)
+
+
+def _injected(outcome: Inject, rip: int, insn_len: int) -> Event:
+    """The event a handler injects at the instruction at ``rip``: a software interrupt/exception returns after it
+    (RIP + VM-entry instruction length = the exit's, SDM Vol. 3C §27.6.1.1), anything else to it."""
+    kind = EventKind(int(outcome.kind))
+    if kind in _SOFTWARE_EVENTS:
+        return Event(outcome.vector, kind, outcome.error_code, (rip + insn_len) & 0xFFFFFFFF, rip, injected=True)
+    return Event(outcome.vector, kind, outcome.error_code, rip, injected=True)
+

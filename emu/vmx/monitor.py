@@ -22,7 +22,7 @@ from emu.vmx import build
 from emu.vmx.bitmaps import exception_exits, io_exits, msr_exits
 from emu.vmx.controls import PinControls, PrimaryControls, VmcsControls
 from emu.vmx.msr import MsrFile
-from emu.vmx.qualification import Interruptibility, InterruptionType
+from emu.vmx.qualification import ActivityState, Interruptibility, InterruptionType
 from emu.vmx.reasons import ExitReason
 from emu.vmx.record import VmExit
 
@@ -146,8 +146,13 @@ class Monitor:
         shadow = _SHADOWS[cpu.shadow_source] if hflags & HF_INHIBIT_IRQ else _NO_SHADOW
         return regs, shadow, cs_base, 32 if hflags & HF_CS32 else 16
 
+    def interruptibility(self) -> Interruptibility:
+        """The interruptibility state now (STI / MOV-SS blocking, SDM Table 25-3)."""
+        return self._state()[1]
+
     def instruction_exit(self, linear_pc: int, icount: int, reason: Optional[ExitReason] = None,
-                         edx: Optional[int] = None, code: bytes = b"", saved_context: bool = False) -> VmExit:
+                         edx: Optional[int] = None, code: bytes = b"", saved_context: bool = False,
+                         shadow: Optional[Interruptibility] = None) -> VmExit:
         """The exit record for the instruction at ``linear_pc`` (not yet executed); ``code`` = its bytes if known;
         ``saved_context``: the hook already saved the CPU context (nothing ran since)."""
         cpu = self.machine.cpu
@@ -162,8 +167,9 @@ class Monitor:
         regs["eip"] = (linear_pc - cs_base) & 0xFFFFFFFF   # Unicorn does not sync EIP before its I/O hooks
         return build.instruction_exit(code, bits, regs, rip=regs["eip"],
                                       linear_rip=linear_pc, icount=icount, guest=self.machine.name,
-                                      interruptibility=interruptibility, reason=reason,
-                                      segment_bases=_SegmentBases(cpu.raw.u32s), read_linear=cpu.read_virt)
+                                      interruptibility=interruptibility if shadow is None else shadow,
+                                      reason=reason, segment_bases=_SegmentBases(cpu.raw.u32s),
+                                      read_linear=cpu.read_virt)
 
     def plain_exit(self, reason: ExitReason, icount: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
         """An exit that carries no decoded qualification (HLT, CPUID, RDTSC, VMCALL, windows, MTF, ...)."""
@@ -173,7 +179,8 @@ class Monitor:
                       interruptibility=interruptibility, regs=regs)
 
     def event_exit(self, vector: int, kind: InterruptionType, error_code: Optional[int], icount: int,
-                   rip: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
+                   rip: int, insn_len: int = 0, qualification: int = 0,
+                   activity: ActivityState = ActivityState.ACTIVE) -> VmExit:
         """Reason 0 (exception) or 1 (external interrupt) with its interruption information.
 
         The snapshot's EIP is the guest-RIP field (Unicorn has already moved past INT3/INTO/INT n)."""
@@ -182,7 +189,7 @@ class Monitor:
         if kind is InterruptionType.EXTERNAL_INTERRUPT:
             return build.external_interrupt_exit(vector, rip=rip, linear_rip=(cs_base + rip) & 0xFFFFFFFF,
                                                  icount=icount, guest=self.machine.name,
-                                                 interruptibility=interruptibility, regs=regs)
+                                                 interruptibility=interruptibility, activity=activity, regs=regs)
         return build.exception_exit(vector, kind, rip=rip, error_code=error_code, insn_len=insn_len,
                                     qualification=qualification, linear_rip=(cs_base + rip) & 0xFFFFFFFF,
                                     icount=icount, guest=self.machine.name, interruptibility=interruptibility,

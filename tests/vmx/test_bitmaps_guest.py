@@ -168,8 +168,6 @@ def read_msr_value(msr: int, controls: PrimaryControls) -> int:
     return m.cpu.reg("edi") << 32 | m.cpu.reg("esi")
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py Machine._msr_exit: an RDMSR the bitmap lets through runs in "
-                                       "Unicorn (TSC 0, APIC base 0, MISC_ENABLE 0) instead of reading the MsrFile")
 @pytest.mark.parametrize("msr", [0x10, 0x1B, 0x1A0], ids=["tsc", "apic-base", "misc-enable"])
 def test_an_rdmsr_the_bitmap_lets_through_reads_the_same_msr(msr):
     """The guest has one set of MSRs: whether an RDMSR exits (and is emulated) or not must not change its value."""

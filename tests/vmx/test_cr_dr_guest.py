@@ -76,8 +76,6 @@ def test_an_observer_does_not_break_lmsw_memory():
     assert result.status == 1 and cr0 & 0xF == 0x3
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py Machine._on_privileged sends every privileged `mov` (MOV DR "
-                                       "too) to _cr_exit: with any observer, MOV DR raises EmuError out of run()")
 def test_an_observer_does_not_break_mov_dr():
     result, rows, cr0 = run(b"\x0f\x21\xc0" + b"\x0f\x23\xd9")           # mov eax, dr0; mov dr3, ecx
     assert result.status == 1 and rows == []
@@ -88,7 +86,6 @@ def test_mov_dr_without_a_listener_runs():
     assert result.status == 1
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py produces no MOV-DR exit (reason 29) under MOV-DR exiting")
 def test_mov_dr_exits_under_mov_dr_exiting():
     result, rows, cr0 = run(b"\x0f\x21\xc0" + b"\x0f\x23\xd9", controls=PrimaryControls.MOV_DR)
     assert result.status == 1

@@ -225,8 +225,6 @@ def test_a_handler_writes_guest_memory_the_kernel_then_reads():
     assert out == free.replace(line, b'cmdline="patched by a handler"')
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py Machine._out: a handler that changes EAX and lets the OUT be "
-                                       "emulated still sends Unicorn's pre-exit value to the device")
 def test_emulating_an_out_after_the_handler_changed_eax_sends_the_new_value():
     """The exit comes before the OUT executes (SDM Vol. 3C §26.1), so emulating it after a handler changed AL
     writes the new AL: every 'l' of the transcript becomes 'L'."""
@@ -242,8 +240,6 @@ def test_emulating_an_out_after_the_handler_changed_eax_sends_the_new_value():
     assert out == free_run("hello").replace(b"l", b"L")
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py Machine._out: for OUTS the element was read from guest memory "
-                                       "before the exit, so a handler's change at guest_linear is not what is sent")
 def test_emulating_an_outs_element_reads_memory_after_the_handler(tmp_path):
     """vmx_exits prints "rep outsb to the debug console" with `rep outsb`; at its first element the handler writes
     "REP" at the element's guest-linear address (DS:ESI): the emulated elements send the new bytes."""
@@ -340,9 +336,6 @@ def test_injecting_ud_at_cpuid_reaches_the_default_handler(tmp_path):
     assert out == before + f"unexpected vector 6 error 0 eip {seen[0].rip:08x} cs 8\n".encode()
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py (_fault_at_io, _apply_before, _on_cpu_exception) delivers an "
-                                       "injected software interrupt like a fault: it pushes the exiting instruction's "
-                                       "address instead of RIP + instruction length")
 @pytest.mark.parametrize("reason,mnemonic,bitmap", [(ExitReason.CPUID, "cpuid", 0), (ExitReason.RDMSR, "rdmsr", 0),
                                                     (ExitReason.EXCEPTION_NMI, "int3", 1 << 3)],
                          ids=["cpuid", "rdmsr", "int3"])

@@ -164,8 +164,6 @@ def test_no_blocking_reported_where_no_sti_or_mov_ss_precedes(vmx_exits):
     assert checked > 1000
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py Machine.advance builds the HLT exit after Unicorn ran the HLT, "
-                                       "which cleared QEMU's HF_INHIBIT_IRQ: the STI shadow is lost")
 def test_hlt_right_after_sti_reports_blocking_by_sti(vmx_exits):
     """vmx_exits' sti_hlt() runs `sti; hlt` with IF = 0 (after cli): the HLT exit happens inside the STI shadow."""
     hlt = of(vmx_exits, ExitReason.HLT)
@@ -244,8 +242,6 @@ def test_external_interrupt_exits_carry_the_pic_vector(pic_pit):
         assert e.regs["eflags"] & 0x200 and e.rip == e.regs["eip"]
 
 
-@pytest.mark.xfail(strict=True, reason="emu/machine.py deliver_pending_interrupt and emu/vmx/monitor.py event_exit: "
-                                       "an interrupt that wakes a HLT is reported with activity ACTIVE")
 def test_an_interrupt_that_wakes_a_hlt_reports_activity_hlt(pic_pit):
     """HLT exits (default: the guest then halts) followed by an external-interrupt exit at the next instruction with
     no instruction retired in between: the processor was in the HLT state (SDM §28.3.4)."""
