@@ -136,18 +136,6 @@ class Timeline:
         self._flush()
 
 
-def stamp_host_event(host, e: dict[str, Any]) -> dict[str, Any]:
-    """Give a host event (console line, guest end) the event contract's ``icount``/``vtime``/``host_ns`` when it
-    lacks them (trap-handler events carry them already: emu/hypervisor/trap.py)."""
-    from emu.hypervisor.trap import stamp
-
-    if "vtime" not in e and e.get("guest") in host.machines:
-        e.update(stamp(host.machines[e["guest"]]))
-    if "host_ns" not in e:
-        e["host_ns"] = host.time_ns()
-    return e
-
-
 def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=None,
                  gdb: str | None = None, verbose: bool = False, pcap: str | None = None) -> tuple[int, dict]:
     """Run a scenario printing to ``out``; returns (exit status, summary)."""
@@ -160,11 +148,8 @@ def run_scenario(path: str, *, json_out: bool = False, quiet: bool = False, out=
         from pathlib import Path
         scenario.pcap = Path(pcap)
     timeline = Timeline(out, verbose, guest_window=scenario.where.startswith("guest:"))
-    host = None
 
     def on_event(e: dict[str, Any]) -> None:
-        if host is not None:
-            stamp_host_event(host, e)
         if json_out:
             print(json.dumps(e, sort_keys=True), file=out)
         elif not quiet:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from emu.hypervisor.scenario import RestrictionSpec, Scenario
-from emu.hypervisor.trap import TrapEvent, TrapHandler
+from emu.hypervisor.trap import TrapEvent, TrapHandler, stamp
 from emu.machine import EndReason, Machine, MachineConfig, RunResult
 from emu.vmx.controls import PrimaryControls
 
@@ -108,8 +108,7 @@ class Host:
     def _console_sink(self, name: str, state: GuestState) -> Callable[[int], None]:
         def sink(byte: int) -> None:
             if byte == 0x0A:
-                self._event({"kind": "console", "guest": name, "icount": self.machines[name].cpu.vtime,
-                             "line": state.console.decode(errors="replace")})
+                self._guest_event("console", name, line=state.console.decode(errors="replace"))
                 self.on_console(name, state.console.decode(errors="replace"))
                 state.console.clear()
             else:
@@ -119,6 +118,10 @@ class Host:
     def _event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         self.on_event(event)
+
+    def _guest_event(self, kind: str, name: str, **fields: Any) -> None:
+        """A host event about guest ``name`` with the event contract's ``icount``/``vtime``/``host_ns`` (docs/host.md)."""
+        self._event({"kind": kind, "guest": name, **stamp(self.machines[name]), "host_ns": self.time_ns(), **fields})
 
     def _emit_trap(self, event: TrapEvent) -> None:
         self._event(event.to_json())
@@ -190,8 +193,7 @@ class Host:
             state = self.guests[name]
             state.result = RunResult(EndReason.MAX_INSNS, 124, "host virtual-time limit of the scenario "
                                      f"reached ({self.scenario.max_ns} ns)", state.machine.cpu.icount)
-            self._event({"kind": "guest_end", "guest": name, "icount": state.machine.cpu.vtime,
-                         "message": state.result.message, "status": state.result.status})
+            self._guest_event("guest_end", name, message=state.result.message, status=state.result.status)
 
     def _out_of_budget(self, name: str) -> None:
         """The scenario's instruction budget: guest ``name`` ends (status 124)."""
@@ -199,8 +201,7 @@ class Host:
         machine = state.machine
         state.result = RunResult(EndReason.MAX_INSNS, 124, "instruction budget of the scenario reached",
                                  machine.cpu.icount)
-        self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
-                     "message": state.result.message, "status": state.result.status})
+        self._guest_event("guest_end", name, message=state.result.message, status=state.result.status)
 
     def _after_turn(self, name: str, result: Optional[RunResult]) -> None:
         """After a guest's turn: the trap handler's poll (the management guest's deadline), the guest's end."""
@@ -209,8 +210,7 @@ class Host:
             machine = self.guests[name].machine
             self.guests[name].result = result
             self.trap.poll()
-            self._event({"kind": "guest_end", "guest": name, "icount": machine.cpu.vtime,
-                         "message": result.message, "status": result.status})
+            self._guest_event("guest_end", name, message=result.message, status=result.status)
 
     def step_guest(self, name: str, run: Callable[[Machine, int], Optional[RunResult]]) -> Optional[str]:
         """One turn of guest ``name`` outside the round-robin (a debugger's step or slice), under ``run``'s rules.
