@@ -14,6 +14,8 @@ from emu import EmuError
 class ExitReason(enum.IntEnum):
     """Basic exit reason, bits 15:0 of the exit-reason field (SDM Vol. 3D Table C-1)."""
 
+    __hash__ = int.__hash__   # the number's hash (Enum hashes the name, in Python): fast dict keys on the exit path
+
     EXCEPTION_NMI = 0
     EXTERNAL_INTERRUPT = 1
     TRIPLE_FAULT = 2
