@@ -172,6 +172,24 @@ class PciFunction(Device):
             return None
         return base
 
+    def info(self) -> str:
+        """The type-0 header decoded (PCI Local Bus Spec. 3.0 §6.2): IDs, command/status, class, BARs, IRQ."""
+        r = self.config_read
+        lines = [f"{self.name}:",
+                 f"  vendor:device      {r(PCI_VENDOR_ID, 2):04x}:{r(PCI_DEVICE_ID, 2):04x} rev {r(PCI_REVISION_ID, 1):02x}",
+                 f"  class              {r(PCI_CLASS_DEVICE, 2):04x} prog-if {r(PCI_CLASS_PROG, 1):02x}, "
+                 f"header type {r(PCI_HEADER_TYPE, 1):02x}",
+                 f"  command            {self.command:04x} (io {int(bool(self.command & PCI_COMMAND_IO))}, "
+                 f"memory {int(bool(self.command & PCI_COMMAND_MEMORY))}, "
+                 f"bus master {int(self.bus_master_enabled)}), status {r(PCI_STATUS, 2):04x}",
+                 f"  interrupt line     {r(PCI_INTERRUPT_LINE, 1)}"]
+        for index, bar in sorted(self.bars.items()):
+            base = self.bar_base(index)
+            where = "not decoded" if base is None else f"decoded at {base:#x}"
+            lines.append(f"  BAR{index}               {r(PCI_BASE_ADDRESS_0 + 4 * index, 4):08x} "
+                         f"({'I/O' if bar.io else 'memory'}, {bar.size} bytes, {where})")
+        return "\n".join(lines)
+
     def _update_mappings(self) -> None:
         for index in self.bars:
             new = self.bar_base(index)

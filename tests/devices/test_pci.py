@@ -164,6 +164,17 @@ def test_bad_configuration_is_one_error():
 def test_info_and_digest_are_stable():
     a, b = IdeMachine(), IdeMachine()
     assert a.fns.ide.digest() == b.fns.ide.digest()
-    assert "config" in a.fns.ide.info()
+    assert "vendor:device" in a.fns.ide.info()
     a.cfgww(1, 1, 4, 0x0107)
     assert a.fns.ide.digest() != b.fns.ide.digest()
+
+
+def test_info_decodes_the_configuration_header():
+    """`info pci` (the debugger's dump) names the IDs, class, command bits and BARs from the header (PCI 3.0 §6.2)."""
+    m = IdeMachine()
+    ide = m.fns.ide
+    text = ide.info()
+    assert "vendor:device      8086:7010" in text and "class              0101 prog-if 80" in text
+    assert "BAR4               0000c001 (I/O, 16 bytes, decoded at 0xc000)" in text
+    m.cfgww(1, 1, 4, 0x0000)              # 00:01.1 command: I/O decode off
+    assert "(I/O, 16 bytes, not decoded)" in ide.info() and "command            0000 (io 0" in ide.info()
