@@ -8,6 +8,7 @@ printable, not ``#``/``$``, and at most ``~``. A bare 0x03 byte outside a packet
 """
 from __future__ import annotations
 
+import re
 import select
 import socket
 from collections import deque
@@ -63,26 +64,32 @@ def unescape_binary(data: bytes) -> bytes:
     return bytes(out)
 
 
+_RUN = re.compile(rb"(.)\1{3,}", re.S)   # 4 or more equal characters: the only places a run can start
+_MAX_REPEATS = 126 - 29                    # the count character is repeats + 29, at most '~'
+
+
 def rle_encode(data: bytes) -> bytes:
     """Run-length encode runs of 4+ equal characters, never starting a run after ``}`` (E.1)."""
     out = bytearray()
-    i = 0
-    n = len(data)
-    while i < n:
-        c = data[i]
-        run = 1
-        while i + run < n and data[i + run] == c and run < 1 + (126 - 29):
-            run += 1
-        repeats = run - 1
-        # never run-length the character right after an escape, nor encode an escape itself
-        if repeats >= 3 and c != ESCAPE and not (out and out[-1] == ESCAPE):
-            while repeats + 29 in _RLE_FORBIDDEN_COUNTS:
-                repeats -= 1
-            out += bytes((c, RLE_MARK, repeats + 29))
-            i += repeats + 1
-        else:
-            out.append(c)
-            i += 1
+    pos = 0
+    for m in _RUN.finditer(data):
+        start, end = m.span()
+        out += data[pos:start]
+        c = data[start]
+        i = start
+        while i < end:
+            repeats = min(end - i, 1 + _MAX_REPEATS) - 1
+            # never run-length the character right after an escape, nor encode an escape itself
+            if repeats >= 3 and c != ESCAPE and not (out and out[-1] == ESCAPE):
+                while repeats + 29 in _RLE_FORBIDDEN_COUNTS:
+                    repeats -= 1
+                out += bytes((c, RLE_MARK, repeats + 29))
+                i += repeats + 1
+            else:
+                out.append(c)
+                i += 1
+        pos = end
+    out += data[pos:]
     return bytes(out)
 
 
