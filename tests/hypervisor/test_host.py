@@ -21,23 +21,25 @@ APP_CMDLINE = "hz=1000 ticks=120 log=20 save=40 check=30 tamper=0"
 DEMO = ROOT / "fixtures" / "demo"
 
 
-def scenario_text(policy: str, extra: str = "", jitter: int = 5000, seed: int = 3) -> str:
+def scenario_text(policy: str, extra: str = "", jitter: int = 5000, seed: int = 3, quantum: int = 3000,
+                  app: str = APP_CMDLINE, mgmt: str = "hz=1000 iterations=120 heartbeat=60") -> str:
+    """The demo pair (app validated from mgmt's I/O exits) with the given [policy] body and extra [validation] keys."""
     return f"""
 [host]
-quantum = 3000
+quantum = {quantum}
 jitter = {jitter}
 seed = {seed}
 
 [[guest]]
 name = "app"
 kernel = "{FW / 'demo_app.elf'}"
-cmdline = "{APP_CMDLINE}"
+cmdline = "{app}"
 disks = ["{DEMO / 'demo.img'}"]
 
 [[guest]]
 name = "mgmt"
 kernel = "{FW / 'demo_mgmt.elf'}"
-cmdline = "hz=1000 iterations=120 heartbeat=60"
+cmdline = "{mgmt}"
 
 [trap]
 guest = "mgmt"

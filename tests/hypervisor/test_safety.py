@@ -24,6 +24,7 @@ from elftools.elf.elffile import ELFFile
 
 from emu.hypervisor.host import Host
 from emu.hypervisor.scenario import load
+from tests.hypervisor.test_host import scenario_text as host_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 FW = ROOT / "firmware" / "build"
@@ -83,35 +84,9 @@ RAW = RawState.of(APP_ELF)
 
 
 def scenario_text(seed: int, jitter: int, count: int) -> str:
-    return f"""
-[host]
-quantum = 2000
-jitter = {jitter}
-seed = {seed}
-
-[[guest]]
-name = "app"
-kernel = "{FW / 'demo_app.elf'}"
-cmdline = "hz=1000 ticks=80 log=10 save=30 check=20 tamper=0"
-disks = ["{DEMO / 'demo.img'}"]
-
-[[guest]]
-name = "mgmt"
-kernel = "{FW / 'demo_mgmt.elf'}"
-cmdline = "hz=1000 iterations=80 heartbeat=40"
-
-[trap]
-guest = "mgmt"
-reasons = ["IO_INSTRUCTION"]
-validate = "app"
-
-[policy]
-kind = "counter"
-count = {count}
-
-[validation]
-baseline = "{DEMO / 'demo.baseline.json'}"
-"""
+    return host_scenario(f'kind = "counter"\ncount = {count}', jitter=jitter, seed=seed, quantum=2000,
+                         app="hz=1000 ticks=80 log=10 save=30 check=20 tamper=0",
+                         mgmt="hz=1000 iterations=80 heartbeat=40")
 
 
 def checked_run(tmp_path: Path, seed: int, jitter: int, count: int) -> dict[str, int]:

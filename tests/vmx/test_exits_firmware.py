@@ -37,7 +37,8 @@ def text_bytes(elf_path: Path, addr: int, n: int = 15) -> bytes:
     raise AssertionError(f"{addr:#x} not in the file")
 
 
-def run_logged(kernel: str, tmp_path: Path, controls=(), exceptions=0, disk=True):
+def run_logged(kernel: str, tmp_path: Path, controls=(), exceptions=0, disk=True, setup=None):
+    """Run a kernel with the named primary controls and exception bitmap; (machine, result, every exit)."""
     m_disk = []
     if disk:
         img = tmp_path / "disk.img"
@@ -47,6 +48,8 @@ def run_logged(kernel: str, tmp_path: Path, controls=(), exceptions=0, disk=True
     for name in controls:
         m.vmx.controls.primary |= PrimaryControls[name]
     m.vmx.controls.exception_bitmap = exceptions
+    if setup is not None:
+        setup(m)
     exits = []
     m.vmx.observers.append(exits.append)
     result = m.run(max_insns=50_000_000)

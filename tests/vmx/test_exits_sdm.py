@@ -23,32 +23,12 @@ from capstone import x86_const as X
 from emu.machine import Machine, MachineConfig
 from emu.vmx.controls import PinControls, PrimaryControls
 from emu.vmx.reasons import ExitReason
-from tests.vmx.test_exits_firmware import FW, qemu_ref, text_bytes
+from tests.vmx.test_exits_firmware import FW, qemu_ref, run_logged, text_bytes
 
 CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
 CS.detail = True
 GPRS = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"]
 VALID = 1 << 31
-
-
-def run_logged(kernel: str, tmp_path, controls=(), exceptions=0, disk=True, setup=None):
-    """Run a kernel with the named primary controls and exception bitmap; (machine, result, every exit)."""
-    disks = []
-    if disk:
-        img = tmp_path / "disk.img"
-        qemu_ref.make_reference_disk(img)
-        disks = [str(img)]
-    m = Machine(MachineConfig(kernel=str(FW / kernel), disks=disks), console=lambda b: None)
-    for name in controls:
-        m.vmx.controls.primary |= PrimaryControls[name]
-    m.vmx.controls.exception_bitmap = exceptions
-    if setup is not None:
-        setup(m)
-    exits = []
-    m.vmx.observers.append(exits.append)
-    result = m.run(max_insns=50_000_000)
-    m.close()
-    return m, result, exits
 
 
 def insn_at(kernel: str, rip: int):
