@@ -28,7 +28,6 @@ from tests.hypervisor.test_host import scenario_text as host_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 FW = ROOT / "firmware" / "build"
-DEMO = ROOT / "fixtures" / "demo"
 APP_ELF = FW / "demo_app.elf"
 
 PCI_BAR4 = 0x20                 # PIIX3 IDE function, BMIBA (82371SB datasheet 2.3.9)
