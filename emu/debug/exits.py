@@ -1,15 +1,14 @@
-"""VM-exit records as the debugger shows them: basic exit reasons and I/O qualifications (Intel SDM Vol. 3C).
+"""VM-exit records as the debugger shows them: basic exit reasons by name or number (Intel SDM Vol. 3D App. C).
 
-Reason numbers and names: ``emu.vmx.reasons.ExitReason`` (SDM Vol. 3D Appendix C). I/O-instruction qualification:
-SDM Vol. 3C Table 28-5 (bits 2:0 size-1, bit 3 direction 1=IN, bit 4 string, bit 5 REP, bit 6 operand
-encoding 1=immediate, bits 31:16 port). The VMX layer (``emu.vmx``) produces its own ``VmExit`` records;
-``ExitRecord.from_vmexit`` turns one into the debugger's record (guest number, decoded port / msr / vector).
+Reason numbers and names: ``emu.vmx.reasons.ExitReason``. The VMX layer (``emu.vmx``) produces ``VmExit``
+records; ``ExitRecord.from_vmexit`` turns one into the debugger's record (guest number, decoded port / msr / vector).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from emu.vmx.qualification import IO_DIRECTION_IN, IO_PORT_SHIFT, IO_REP, IO_SIZE_MASK, IO_STRING
 from emu.vmx.reasons import ExitReason
 
 EXIT_REASONS: dict[str, int] = {r.name: int(r) for r in ExitReason}
@@ -21,13 +20,6 @@ ALIASES: dict[str, str] = {"EXCEPTION_OR_NMI": "EXCEPTION_NMI", "EXCEPTION": "EX
 """Other spellings ``break-exit`` accepts."""
 
 REASON_NAMES: dict[int, str] = {v: k for k, v in EXIT_REASONS.items()}
-
-IO_SIZE_MASK = 0x7
-IO_DIRECTION_IN = 1 << 3
-IO_STRING = 1 << 4
-IO_REP = 1 << 5
-IO_IMMEDIATE = 1 << 6
-IO_PORT_SHIFT = 16
 
 
 def reason_number(name_or_number: str) -> int:
@@ -47,17 +39,6 @@ def reason_number(name_or_number: str) -> int:
 def reason_name(number: int) -> str:
     """SDM name of a basic exit reason (``REASON_<n>`` when not in the table)."""
     return REASON_NAMES.get(number, f"REASON_{number}")
-
-
-def io_qualification(port: int, size: int, is_in: bool, string: bool = False, rep: bool = False,
-                     immediate: bool = False) -> int:
-    """The exit qualification of an I/O instruction (SDM Vol. 3C Table 28-5)."""
-    q = (size - 1) & IO_SIZE_MASK
-    q |= IO_DIRECTION_IN if is_in else 0
-    q |= IO_STRING if string else 0
-    q |= IO_REP if rep else 0
-    q |= IO_IMMEDIATE if immediate else 0
-    return q | (port & 0xFFFF) << IO_PORT_SHIFT
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,12 @@ import hashlib
 import zlib
 from typing import Any, Callable, Optional, Protocol
 
+from emu import EmuError
 from emu.trace.format import RESERVED, Kind
+from emu.vmx import decode
+from emu.vmx.qualification import IO_DIRECTION_IN, IO_IMMEDIATE, IO_REP, IO_STRING
 
-# Exit qualification for I/O instructions (SDM Vol. 3C Table 28-5 / 27-5).
-IOQ_IN = 1 << 3
-IOQ_STRING = 1 << 4
-IOQ_REP = 1 << 5
-IOQ_IMM = 1 << 6
-_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+_FORM_BITS = IO_STRING | IO_REP | IO_IMMEDIATE   # qualification bits fixed by the instruction (SDM Vol. 3C Table 28-5)
 REGISTERS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags",
              "cs", "ss", "ds", "es", "fs", "gs", "cr0", "cr2", "cr3", "cr4")
 """The registers a checkpoint dumps."""
@@ -71,22 +69,13 @@ class Observer(Protocol):
         """A state digest (registers, RAM and disk hashes) at ``icount``."""
 
 
-def io_qualification(port: int, size: int, is_in: bool, code: bytes) -> int:
-    """The I/O exit qualification (SDM Table 27-5): size-1, direction, string, REP, immediate, port."""
-    q = ((size - 1) & 7) | (port & 0xFFFF) << 16
-    if is_in:
-        q |= IOQ_IN
-    i = 0
-    rep = False
-    while i < len(code) and code[i] in _PREFIXES:
-        rep |= code[i] in (0xF2, 0xF3)
-        i += 1
-    op = code[i] if i < len(code) else 0
-    if 0x6C <= op <= 0x6F:
-        q |= IOQ_STRING | (IOQ_REP if rep else 0)
-    elif 0xE4 <= op <= 0xE7:
-        q |= IOQ_IMM
-    return q
+def io_form_bits(code: bytes, bits: int) -> int:
+    """The string, REP and immediate bits of the I/O instruction at the start of ``code`` (0 when it cannot be
+    decoded): the part of its exit qualification that does not change between executions (emu.vmx.decode)."""
+    try:
+        return decode.io_exit_fields(code, bits, 0)[1] & _FORM_BITS
+    except EmuError:
+        return 0
 
 
 def guest_icount(machine) -> int:
@@ -440,7 +429,7 @@ class MachineTap:
                 except Exception:
                     code = b""
                 cs_base = cpu.context().u64(cpu.offsets.cs_base)
-                known = ((site.pc - cs_base) & 0xFFFFFFFF, io_qualification(0, 1, False, code))
+                known = ((site.pc - cs_base) & 0xFFFFFFFF, io_form_bits(code, cpu.code_bits()))
                 if len(sites) > 65536:
                     sites.clear()
                 sites[(site.pc, site.length)] = known
@@ -457,7 +446,7 @@ class MachineTap:
             finally:
                 inner = stack.pop()
                 icounts.pop()
-            qual = flags | IOQ_IN | size_bits.get(size, 0) | (port & 0xFFFF) << 16
+            qual = flags | IO_DIRECTION_IN | size_bits.get(size, 0) | (port & 0xFFFF) << 16
             if not stack and icount < self.next_checkpoint and type(value) is int:
                 io(icount, "in", port, size, rip, length, qual, value)
             else:
