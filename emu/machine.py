@@ -23,7 +23,6 @@ from emu.cpu.vcpu import EFLAGS_IF, Stop, Vcpu
 from emu.devices.bus import PortBus
 from emu.devices.debugport import DebugConsole, DebugExit
 from emu.vmx.controls import PrimaryControls, RdtscpAction, rdtscp_action
-from emu.vmx import decode as vmx_decode
 from emu.vmx.cpuid import cpuid as cpuid_model
 from emu.vmx.monitor import Decision, Inject, Monitor, Outcome
 from emu.vmx.qualification import ActivityState, InterruptionType
@@ -283,7 +282,7 @@ class Machine:
         if mnemonic == "rdtscp":
             self._rdtscp(pc)
             return
-        if mnemonic == "hlt":
+        if mnemonic == "hlt" and self.vmx.hlt_exits:
             self._hlt_shadow = self.vmx.interruptibility()   # HLT clears QEMU's inhibit flag: keep it for the exit
         if cpu.protected and cpu.cpl > 0 and mnemonic != "hlt":
             self._pending = (Event(interrupts.GP, EventKind.HARDWARE_EXCEPTION, 0, cpu.reg("eip")), None)
@@ -293,8 +292,7 @@ class Machine:
             self._msr_exit(pc, mnemonic == "wrmsr")
         elif mnemonic == "invlpg" and self.vmx.invlpg_exits:
             self._native_exit(pc, ExitReason.INVLPG)
-        elif mnemonic == "mov" and vmx_decode.instruction_exit_reason(cpu.read_virt(pc, 15), cpu.code_bits()) \
-                is ExitReason.DR_ACCESS:
+        elif mnemonic == "mov dr":
             if self.vmx.controls.primary & PrimaryControls.MOV_DR:
                 self._native_exit(pc, ExitReason.DR_ACCESS)
         elif mnemonic in ("mov", "clts", "lmsw") and (self.vmx.listening or self.vmx.handlers):

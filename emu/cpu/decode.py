@@ -81,3 +81,13 @@ def is_ss_load(mnemonic: str, ops: str) -> bool:
 
 def _is_cr_or_dr(ops: str) -> bool:
     return any(part.strip()[:2] in ("cr", "dr") and part.strip()[2:].isdigit() for part in ops.split(","))
+
+
+def watched_name(mnemonic: str, ops: str) -> str:
+    """The name a watched instruction's hook is given: "mov ss" (MOV SS / POP SS), "mov dr" (MOV from/to a debug
+    register), else the mnemonic ("mov" is then a MOV CR)."""
+    if is_ss_load(mnemonic, ops):
+        return "mov ss"
+    if mnemonic == "mov" and any(part.strip()[:2] == "dr" for part in ops.split(",")):
+        return "mov dr"
+    return mnemonic

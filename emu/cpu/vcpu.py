@@ -339,7 +339,7 @@ class Vcpu:
                     self.uc.ctl_remove_cache(after, after + 1)
                     added = True
             elif pc not in self._priv_hooks:
-                self._priv_hooks[pc] = (length, "mov ss" if decode.is_ss_load(mnemonic, ops) else mnemonic)
+                self._priv_hooks[pc] = (length, decode.watched_name(mnemonic, ops))
                 self.uc.hook_add(UC_HOOK_CODE, self._hook_privileged, None, pc, pc)
                 added = True
         if added:
