@@ -245,24 +245,23 @@ class Machine:
                 return cpu.reg("edx") << 32 | cpu.reg("eax")
         return self.vmx.msrs.tsc()
 
-    def _fault_at_io(self, vector: int, error_code: Optional[int], injected: bool = False) -> None:
+    def _fault_at_io(self, vector: int, error_code: Optional[int]) -> None:
         """Raise a fault at the I/O instruction a hook runs for (delivered once the run stops)."""
+        self._event_at_io(lambda rip: Event(vector, EventKind.HARDWARE_EXCEPTION, error_code, rip))
+
+    def _inject_at_io(self, outcome: Inject, insn_len: int) -> None:
+        """A handler's injection at the instruction an I/O/CPUID/RDTSC hook runs for (delivered once the run stops)."""
+        self._event_at_io(lambda rip: _injected(outcome, rip, insn_len))
+
+    def _event_at_io(self, make: Callable[[int], Event]) -> None:
+        """Stop the run and deliver ``make(EIP of the hooked instruction)`` there, at its exact count."""
         cpu = self.cpu
         site = cpu.io_site
         if site is None:
             cpu.triple_fault("I/O fault at an instruction emu could not locate")
             return
         cs_base = cpu.context().u64(cpu.offsets.cs_base)
-        self._pending = (Event(vector, EventKind.HARDWARE_EXCEPTION, error_code, (site.pc - cs_base) & 0xFFFFFFFF,
-                               injected=injected), site.icount)
-        cpu.request_stop("event")
-
-    def _inject_at_io(self, outcome: Inject, insn_len: int) -> None:
-        """A handler's injection at the instruction an I/O/CPUID/RDTSC hook runs for (delivered once the run stops)."""
-        cpu = self.cpu
-        site = cpu.io_site
-        cs_base = cpu.context().u64(cpu.offsets.cs_base)
-        self._pending = (_injected(outcome, (site.pc - cs_base) & 0xFFFFFFFF, insn_len), site.icount)
+        self._pending = (make((site.pc - cs_base) & 0xFFFFFFFF), site.icount)
         cpu.request_stop("event")
 
     def _on_privileged(self, cpu: Vcpu, pc: int, length: int, mnemonic: str) -> None:

@@ -51,6 +51,11 @@ _SEGS_WORD = OFFSETS.segs // 4
 _SEGMENT_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}   # QEMU's segs[] order
 
 
+def _shadow(cpu, hflags: int) -> Interruptibility:
+    """Blocking by STI / MOV SS from QEMU's inhibit flag and what set it (Vcpu.shadow_source)."""
+    return _SHADOWS[cpu.shadow_source] if hflags & HF_INHIBIT_IRQ else _NO_SHADOW
+
+
 class _SegmentBases:
     """Segment bases read on demand from the context buffer the exit just saved (24-byte entries, base at +8)."""
 
@@ -145,12 +150,12 @@ class Monitor:
         words = cpu.raw.u32s
         hflags = words[_HFLAGS_WORD]
         cs_base = words[_CS_BASE_WORD] | words[_CS_BASE_WORD + 1] << 32
-        shadow = _SHADOWS[cpu.shadow_source] if hflags & HF_INHIBIT_IRQ else _NO_SHADOW
-        return regs, shadow, cs_base, 32 if hflags & HF_CS32 else 16
+        return regs, _shadow(cpu, hflags), cs_base, 32 if hflags & HF_CS32 else 16
 
     def interruptibility(self) -> Interruptibility:
         """The interruptibility state now (STI / MOV-SS blocking, SDM Table 25-3)."""
-        return self._state()[1]
+        cpu = self.machine.cpu
+        return _shadow(cpu, cpu.raw.refresh().u32s[_HFLAGS_WORD])
 
     def instruction_exit(self, linear_pc: int, icount: int, reason: Optional[ExitReason] = None,
                          edx: Optional[int] = None, code: bytes = b"", saved_context: bool = False,
