@@ -59,10 +59,9 @@ def _shadow(cpu, hflags: int) -> Interruptibility:
 class _SegmentBases:
     """Segment bases read on demand from the context buffer the exit just saved (24-byte entries, base at +8)."""
 
-    __slots__ = ("cpu", "_words")
+    __slots__ = ("_words",)
 
     def __init__(self, cpu):
-        self.cpu = cpu
         self._words = cpu.raw.u32s
 
     def get(self, name: str, default: int = 0) -> int:
@@ -90,7 +89,7 @@ class Monitor:
         self.handlers: dict[ExitReason, Handler] = {}
         self.observers: list[Observer] = []
         self.history: collections.deque[VmExit] = collections.deque(maxlen=history)
-        self._bases: Optional[_SegmentBases] = None
+        self._bases = _SegmentBases(machine.cpu)   # the context buffer of one vCPU never moves
         self.counts: collections.Counter[str] = collections.Counter()
         self.msrs = MsrFile(machine.clock.tsc)
 
@@ -175,15 +174,8 @@ class Monitor:
         return build.instruction_exit(code, bits, regs, rip=regs["eip"],
                                       linear_rip=linear_pc, icount=icount, guest=self.machine.name,
                                       interruptibility=interruptibility if shadow is None else shadow,
-                                      reason=reason, segment_bases=self._segment_bases(cpu),
+                                      reason=reason, segment_bases=self._bases,
                                       read_linear=cpu.read_virt)
-
-    def _segment_bases(self, cpu) -> "_SegmentBases":
-        """The segment-base view of ``cpu``'s context buffer (one per vCPU: the buffer never moves)."""
-        bases = self._bases
-        if bases is None or bases.cpu is not cpu:
-            bases = self._bases = _SegmentBases(cpu)
-        return bases
 
     def plain_exit(self, reason: ExitReason, icount: int, insn_len: int = 0, qualification: int = 0) -> VmExit:
         """An exit that carries no decoded qualification (HLT, CPUID, RDTSC, VMCALL, windows, MTF, ...)."""
